@@ -1,0 +1,7 @@
+//! taskhub: durable orchestrations with the Azure Durable Functions management plane.
+//!
+//! - [`model`]: the shared vocabulary (instance ids, runtime statuses, history events).
+//! - [`store`]: the one storage seam ([`store::Store`]) and its backends.
+
+pub mod model;
+pub mod store;

@@ -1,0 +1,1 @@
+//! The promises every [`Store`](super::Store) backend keeps, as one suite each backend runs.
