@@ -1,0 +1,13 @@
+//! Running orchestrations: the orchestrator API ([`context`]), pure replay ([`replay`]), the
+//! name registry ([`registry`]) and the workers that drive instances through a store
+//! ([`executor`]).
+
+pub mod context;
+pub mod registry;
+pub mod replay;
+
+#[cfg(test)]
+mod replay_tests;
+
+pub use context::{ActivityContext, OrchestrationContext, RetryOptions, TaskFailure};
+pub use registry::{ActivityError, OrchestrationError, Registry};
