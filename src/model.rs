@@ -325,9 +325,14 @@ pub enum EventKind {
         failure_details: Option<FailureDetails>,
     },
     #[serde(rename_all = "PascalCase")]
-    TimerCreated { fire_at: DateTime<Utc> },
+    TimerCreated {
+        fire_at: DateTime<Utc>,
+    },
     #[serde(rename_all = "PascalCase")]
-    TimerFired { timer_id: i32, fire_at: DateTime<Utc> },
+    TimerFired {
+        timer_id: i32,
+        fire_at: DateTime<Utc>,
+    },
     OrchestratorStarted,
     OrchestratorCompleted,
     #[serde(rename_all = "PascalCase")]
@@ -511,7 +516,10 @@ mod tests {
     fn instance_id_rules() {
         assert!(InstanceId::parse("abc def").is_ok());
         for bad in ["", "  ", "a/b", "a\\b", "a#b", "a?b", "@x@y", "a\u{1}b"] {
-            assert!(InstanceId::parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                InstanceId::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         assert!(InstanceId::parse("x".repeat(256)).is_ok());
         assert!(InstanceId::parse("x".repeat(257)).is_err());

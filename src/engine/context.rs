@@ -144,7 +144,11 @@ impl ContextState {
 
     pub(crate) fn raise_event(&mut self, name: &str, input: Option<String>) {
         let key = name.to_lowercase();
-        if let Some(waiter) = self.event_waiters.get_mut(&key).and_then(VecDeque::pop_front) {
+        if let Some(waiter) = self
+            .event_waiters
+            .get_mut(&key)
+            .and_then(VecDeque::pop_front)
+        {
             self.event_results.insert(waiter, input);
             if let Some(w) = self.wakers.remove(&-waiter) {
                 w.wake();
@@ -315,11 +319,19 @@ impl OrchestrationContext {
         s.next_waiter_id += 1;
         let waiter = s.next_waiter_id;
         let key = name.to_lowercase();
-        match s.buffered_events.get_mut(&key).and_then(VecDeque::pop_front) {
+        match s
+            .buffered_events
+            .get_mut(&key)
+            .and_then(VecDeque::pop_front)
+        {
             Some((_, data)) => {
                 s.event_results.insert(waiter, data);
             }
-            None => s.event_waiters.entry(key.clone()).or_default().push_back(waiter),
+            None => s
+                .event_waiters
+                .entry(key.clone())
+                .or_default()
+                .push_back(waiter),
         }
         EventFuture {
             state: self.state.clone(),

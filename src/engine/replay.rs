@@ -187,18 +187,21 @@ impl<'a> Replayer<'a> {
             EventKind::OrchestratorStarted => {
                 self.ctx.state.borrow_mut().current_time = e.timestamp;
             }
-            EventKind::TaskScheduled { name, .. } => self.match_action(e, |a| {
-                matches!(a, Action::ScheduleActivity { name: n, .. } if n == name)
-            }),
+            EventKind::TaskScheduled { name, .. } => self.match_action(
+                e,
+                |a| matches!(a, Action::ScheduleActivity { name: n, .. } if n == name),
+            ),
             EventKind::TimerCreated { .. } => {
                 self.match_action(e, |a| matches!(a, Action::CreateTimer { .. }))
             }
-            EventKind::SubOrchestrationInstanceCreated { name, .. } => self.match_action(e, |a| {
-                matches!(a, Action::StartSubOrchestration { name: n, .. } if n == name)
-            }),
-            EventKind::EventSent { name, .. } => self.match_action(e, |a| {
-                matches!(a, Action::SendEvent { name: n, .. } if n == name)
-            }),
+            EventKind::SubOrchestrationInstanceCreated { name, .. } => self.match_action(
+                e,
+                |a| matches!(a, Action::StartSubOrchestration { name: n, .. } if n == name),
+            ),
+            EventKind::EventSent { name, .. } => self.match_action(
+                e,
+                |a| matches!(a, Action::SendEvent { name: n, .. } if n == name),
+            ),
             EventKind::TaskCompleted {
                 task_scheduled_id,
                 result,
@@ -264,7 +267,9 @@ impl<'a> Replayer<'a> {
                 s.pending_actions.remove(&e.event_id);
             }
             found => {
-                let found = found.map(|a| format!("{a:?}")).unwrap_or_else(|| "nothing".into());
+                let found = found
+                    .map(|a| format!("{a:?}"))
+                    .unwrap_or_else(|| "nothing".into());
                 drop(s);
                 self.outcome = Some(Outcome::Failed {
                     failure: FailureDetails::new(

@@ -68,7 +68,10 @@ fn failed(id: i32, message: &str) -> HistoryEvent {
             task_scheduled_id: id,
             reason: Some(message.into()),
             details: None,
-            failure_details: Some(crate::model::FailureDetails::new("ActivityFailure", message)),
+            failure_details: Some(crate::model::FailureDetails::new(
+                "ActivityFailure",
+                message,
+            )),
         },
     )
 }
@@ -169,7 +172,9 @@ fn a_completion_resumes_the_code_and_schedules_the_next_activity() {
     let r = run("Sequence", &history, &[completed(0, json!("Hello Tokyo!"))]);
     assert_eq!(r.outcome, Outcome::Running);
     assert_eq!(r.actions.len(), 1);
-    assert!(matches!(&r.actions[0], Action::ScheduleActivity { id: 1, input, .. } if input.as_deref() == Some("\"Seattle\"")));
+    assert!(
+        matches!(&r.actions[0], Action::ScheduleActivity { id: 1, input, .. } if input.as_deref() == Some("\"Seattle\""))
+    );
 }
 
 #[test]
@@ -188,7 +193,11 @@ fn the_last_completion_completes_with_the_output() {
         scheduled(2, "SayHello", json!("London")),
         orch_completed(),
     ];
-    let r = run("Sequence", &history, &[completed(2, json!("Hello London!"))]);
+    let r = run(
+        "Sequence",
+        &history,
+        &[completed(2, json!("Hello London!"))],
+    );
     assert_eq!(
         r.outcome,
         Outcome::Completed {
@@ -334,17 +343,27 @@ fn a_suspended_instance_defers_events_until_resumed() {
         orch_completed(),
     ];
     let suspend = ev(-1, EventKind::ExecutionSuspended { reason: None });
-    let r = run("Sequence", &history, &[suspend, completed(0, json!("Hello Tokyo!"))]);
+    let r = run(
+        "Sequence",
+        &history,
+        &[suspend, completed(0, json!("Hello Tokyo!"))],
+    );
     assert!(r.suspended);
     assert!(r.actions.is_empty());
-    assert_eq!(r.outcome.runtime_status(r.suspended), RuntimeStatus::Suspended);
+    assert_eq!(
+        r.outcome.runtime_status(r.suspended),
+        RuntimeStatus::Suspended
+    );
 
     let mut history = history.to_vec();
     history.extend(r.new_events);
     let resume = ev(-1, EventKind::ExecutionResumed { reason: None });
     let r = run("Sequence", &history, &[resume]);
     assert!(!r.suspended);
-    assert!(matches!(&r.actions[0], Action::ScheduleActivity { id: 1, .. }));
+    assert!(matches!(
+        &r.actions[0],
+        Action::ScheduleActivity { id: 1, .. }
+    ));
 }
 
 #[test]
@@ -389,8 +408,23 @@ fn guids_are_stable_across_replays_and_replaying_is_reported() {
     assert_ne!(out[0], out[1]);
     assert_eq!(out[2], json!(true), "the first line ran during replay");
     assert_eq!(out[3], json!(false), "after the timer the code runs live");
-    let again = run("Guids", &history, &[ev(-1, EventKind::TimerFired { timer_id: 0, fire_at: t(100) })]);
-    assert_eq!(again.outcome, Outcome::Completed { output: Some(out.to_string()) });
+    let again = run(
+        "Guids",
+        &history,
+        &[ev(
+            -1,
+            EventKind::TimerFired {
+                timer_id: 0,
+                fire_at: t(100),
+            },
+        )],
+    );
+    assert_eq!(
+        again.outcome,
+        Outcome::Completed {
+            output: Some(out.to_string())
+        }
+    );
 }
 
 #[test]
@@ -437,5 +471,8 @@ fn rewind_marks_the_failure_and_replay_schedules_the_task_again() {
     let rewind_event = ev(-1, EventKind::ExecutionRewound { reason: None });
     let r = run("Sequence", &rewound.history, &[rewind_event]);
     assert_eq!(r.outcome, Outcome::Running);
-    assert!(matches!(&r.actions[0], Action::ScheduleActivity { id: 0, .. }));
+    assert!(matches!(
+        &r.actions[0],
+        Action::ScheduleActivity { id: 0, .. }
+    ));
 }

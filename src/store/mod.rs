@@ -305,11 +305,17 @@ pub trait Store: Send + Sync + 'static {
         result: HistoryEvent,
     ) -> StoreResult<()>;
 
-    async fn abandon_activity(&self, item: &ActivityWorkItem, retry_after: Duration)
-        -> StoreResult<()>;
+    async fn abandon_activity(
+        &self,
+        item: &ActivityWorkItem,
+        retry_after: Duration,
+    ) -> StoreResult<()>;
 
-    async fn renew_activity_lock(&self, item: &ActivityWorkItem, lock_for: Duration)
-        -> StoreResult<()>;
+    async fn renew_activity_lock(
+        &self,
+        item: &ActivityWorkItem,
+        lock_for: Duration,
+    ) -> StoreResult<()>;
 
     // ---- change notification ----
 

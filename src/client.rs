@@ -1,0 +1,350 @@
+//! The management operations, written once for the HTTP API and the command line.
+//!
+//! Each operation checks the caller's input and the instance's state, then asks the store. Errors
+//! say what was wrong in a sentence a person can act on; the HTTP layer maps them to status codes
+//! in one place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::engine::Registry;
+use crate::model::{new_guid_n, EventKind, HistoryEvent, InstanceId, RuntimeStatus};
+use crate::store::{
+    InstanceFilter, InstanceQuery, InstanceRecord, NewInstance, OrchestrationMessage, Page,
+    ReusePolicy, Store, StoreError,
+};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The caller's input is malformed (400).
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("The function '{0}' doesn't exist, is disabled, or is not an orchestrator function.")]
+    UnknownOrchestrator(String),
+    /// No such instance (404).
+    #[error("No instance with ID '{0}' was found.")]
+    NotFound(String),
+    /// The instance already finished, so the operation can no longer apply (410).
+    #[error("The instance '{instance_id}' is {status} and can no longer accept this operation.")]
+    Gone {
+        instance_id: String,
+        status: RuntimeStatus,
+    },
+    /// An instance with that id is still running (409).
+    #[error("An instance with ID '{instance_id}' already exists and is {status}.")]
+    AlreadyExists {
+        instance_id: String,
+        status: RuntimeStatus,
+    },
+    /// The instance is not in a state that allows the operation (412).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ClientError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(id) => ClientError::NotFound(id),
+            StoreError::AlreadyExists {
+                instance_id,
+                status,
+            } => ClientError::AlreadyExists {
+                instance_id,
+                status,
+            },
+            StoreError::InvalidContinuationToken => {
+                ClientError::InvalidInput("The continuation token is not valid.".into())
+            }
+            other => ClientError::Store(other),
+        }
+    }
+}
+
+pub type ClientResult<T> = Result<T, ClientError>;
+
+/// How many instances one bulk-purge step deletes before it yields to other writers.
+const PURGE_BATCH: usize = 500;
+
+#[derive(Clone)]
+pub struct Client {
+    store: Arc<dyn Store>,
+    /// The orchestrators this process knows. `None` in management-only mode, where the code runs
+    /// elsewhere and any name is accepted.
+    registry: Option<Arc<Registry>>,
+}
+
+impl Client {
+    pub fn new(store: Arc<dyn Store>, registry: Option<Arc<Registry>>) -> Self {
+        Self { store, registry }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn hub(&self) -> &str {
+        self.store.hub()
+    }
+
+    /// Starts an orchestration. A terminal instance with the same id is replaced (a restart);
+    /// a non-terminal one is an [`ClientError::AlreadyExists`].
+    pub async fn start(
+        &self,
+        name: &str,
+        instance_id: Option<InstanceId>,
+        input: Value,
+    ) -> ClientResult<InstanceId> {
+        self.start_at(name, instance_id, input, None).await
+    }
+
+    /// Like [`start`](Self::start), with the first episode delayed until `scheduled_start`.
+    pub async fn start_at(
+        &self,
+        name: &str,
+        instance_id: Option<InstanceId>,
+        input: Value,
+        scheduled_start: Option<DateTime<Utc>>,
+    ) -> ClientResult<InstanceId> {
+        if name.trim().is_empty() {
+            return Err(ClientError::InvalidInput(
+                "An orchestrator function name is required.".into(),
+            ));
+        }
+        if let Some(reg) = &self.registry {
+            if !reg.has_orchestrator(name) {
+                return Err(ClientError::UnknownOrchestrator(name.to_string()));
+            }
+        }
+        let id = instance_id.unwrap_or_else(InstanceId::new_random);
+        let new = NewInstance {
+            instance_id: id.clone(),
+            name: name.to_string(),
+            version: String::new(),
+            execution_id: new_guid_n(),
+            input: json_text(input),
+            created_time: Utc::now(),
+            scheduled_start_time: scheduled_start,
+            parent: None,
+        };
+        self.store
+            .create_instance(new, ReusePolicy::ReplaceTerminal)
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn status(&self, id: &str) -> ClientResult<InstanceRecord> {
+        self.store
+            .get_instance(id)
+            .await?
+            .ok_or_else(|| ClientError::NotFound(id.to_string()))
+    }
+
+    /// The status, or `None` for an unknown instance.
+    pub async fn try_status(&self, id: &str) -> ClientResult<Option<InstanceRecord>> {
+        Ok(self.store.get_instance(id).await?)
+    }
+
+    pub async fn history(&self, id: &str) -> ClientResult<Vec<HistoryEvent>> {
+        Ok(self.store.get_history(id).await?)
+    }
+
+    pub async fn query(&self, query: &InstanceQuery) -> ClientResult<Page<InstanceRecord>> {
+        if query.page_size == 0 {
+            return Err(ClientError::InvalidInput(
+                "The page size must be at least 1.".into(),
+            ));
+        }
+        Ok(self.store.query_instances(query).await?)
+    }
+
+    /// Delivers an event to a waiting (or not yet waiting) instance.
+    pub async fn raise_event(&self, id: &str, event_name: &str, data: Value) -> ClientResult<()> {
+        if event_name.trim().is_empty() {
+            return Err(ClientError::InvalidInput(
+                "An event name is required.".into(),
+            ));
+        }
+        self.require_not_terminal(id).await?;
+        self.send(
+            id,
+            EventKind::EventRaised {
+                name: event_name.to_string(),
+                input: json_text(data),
+            },
+        )
+        .await
+    }
+
+    pub async fn terminate(&self, id: &str, reason: Option<String>) -> ClientResult<()> {
+        self.require_not_terminal(id).await?;
+        self.send(
+            id,
+            EventKind::ExecutionTerminated {
+                input: reason.map(|r| Value::String(r).to_string()),
+            },
+        )
+        .await
+    }
+
+    pub async fn suspend(&self, id: &str, reason: Option<String>) -> ClientResult<()> {
+        let status = self.require_not_terminal(id).await?;
+        if status == RuntimeStatus::Suspended {
+            return Err(ClientError::PreconditionFailed(format!(
+                "The instance '{id}' is already suspended."
+            )));
+        }
+        self.send(id, EventKind::ExecutionSuspended { reason })
+            .await
+    }
+
+    pub async fn resume(&self, id: &str, reason: Option<String>) -> ClientResult<()> {
+        let status = self.require_not_terminal(id).await?;
+        if status != RuntimeStatus::Suspended {
+            return Err(ClientError::PreconditionFailed(format!(
+                "The instance '{id}' is {status}, not Suspended, so it cannot be resumed."
+            )));
+        }
+        self.send(id, EventKind::ExecutionResumed { reason }).await
+    }
+
+    /// Re-runs the failed parts of a Failed instance.
+    pub async fn rewind(&self, id: &str, reason: Option<String>) -> ClientResult<()> {
+        let status = self.status(id).await?.runtime_status;
+        if status != RuntimeStatus::Failed {
+            return Err(ClientError::PreconditionFailed(format!(
+                "The rewind operation is only supported on failed orchestration instances; '{id}' is {status}."
+            )));
+        }
+        self.send(id, EventKind::ExecutionRewound { reason }).await
+    }
+
+    /// Starts the instance again with its original name and input, under a new id or the same.
+    pub async fn restart(&self, id: &str, new_instance_id: bool) -> ClientResult<InstanceId> {
+        let old = self.status(id).await?;
+        let input = match self.store.get_history(id).await?.first().map(|e| &e.kind) {
+            Some(EventKind::ExecutionStarted { input, .. }) => input.clone(),
+            _ => old.input.clone(),
+        };
+        let input = input
+            .map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
+            .unwrap_or(Value::Null);
+        let target = if new_instance_id {
+            None
+        } else {
+            Some(InstanceId::parse(old.instance_id.clone()).map_err(|e| {
+                ClientError::InvalidInput(format!("The instance id cannot be reused: {e}"))
+            })?)
+        };
+        // Restart goes through the registry check too: the code may have been removed.
+        self.start(&old.name, target, input).await
+    }
+
+    /// Deletes a terminal instance and its history. Returns 1.
+    pub async fn purge(&self, id: &str) -> ClientResult<u64> {
+        let status = self.status(id).await?.runtime_status;
+        if !status.is_terminal() {
+            return Err(ClientError::PreconditionFailed(format!(
+                "Only orchestrations in a terminal state can be purged; '{id}' is {status}."
+            )));
+        }
+        let deleted = self.store.purge_instance(id).await?;
+        if deleted == 0 {
+            return Err(ClientError::NotFound(id.to_string()));
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes every instance that matches, in batches. Returns how many were deleted.
+    pub async fn purge_by_filter(&self, filter: &InstanceFilter) -> ClientResult<u64> {
+        let mut total = 0;
+        loop {
+            let step = self.store.purge_instances(filter, PURGE_BATCH).await?;
+            total += step.instances_deleted;
+            if step.complete {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub async fn delete_hub(&self) -> ClientResult<()> {
+        Ok(self.store.delete_hub().await?)
+    }
+
+    /// Waits until the instance is terminal or `timeout` passes, and returns its last status
+    /// (`None` if it does not exist). Wakes on the store's change notification when it has one,
+    /// so a completion answers at once; otherwise polls every `poll_interval`.
+    pub async fn wait_for_completion(
+        &self,
+        id: &str,
+        timeout: Duration,
+        poll_interval: Duration,
+    ) -> ClientResult<Option<InstanceRecord>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribe before reading, so a change between the read and the wait is not missed.
+        let mut changes = self.store.subscribe();
+        loop {
+            let status = self.store.get_instance(id).await?;
+            let done = status
+                .as_ref()
+                .is_some_and(|s| s.runtime_status.is_terminal());
+            let now = tokio::time::Instant::now();
+            if done || now >= deadline {
+                return Ok(status);
+            }
+            let remaining = deadline - now;
+            match changes.as_mut() {
+                Some(rx) => {
+                    let _ = tokio::time::timeout(remaining, async {
+                        loop {
+                            match rx.recv().await {
+                                Ok(changed) if &*changed == id => return,
+                                Ok(_) => {}
+                                Err(RecvError::Lagged(_)) => return,
+                                Err(RecvError::Closed) => {
+                                    std::future::pending::<()>().await;
+                                }
+                            }
+                        }
+                    })
+                    .await;
+                }
+                None => tokio::time::sleep(poll_interval.min(remaining)).await,
+            }
+        }
+    }
+
+    async fn require_not_terminal(&self, id: &str) -> ClientResult<RuntimeStatus> {
+        let status = self.status(id).await?.runtime_status;
+        if status.is_terminal() {
+            return Err(ClientError::Gone {
+                instance_id: id.to_string(),
+                status,
+            });
+        }
+        Ok(status)
+    }
+
+    async fn send(&self, id: &str, kind: EventKind) -> ClientResult<()> {
+        let message = OrchestrationMessage {
+            instance_id: id.to_string(),
+            execution_id: None,
+            event: HistoryEvent::unscheduled(kind),
+            visible_at: None,
+        };
+        Ok(self.store.send_message(message).await?)
+    }
+}
+
+/// JSON `null` is "no input", stored as absent, as Durable Functions does.
+fn json_text(v: Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}

@@ -1,0 +1,180 @@
+//! Configuration, layered: built-in defaults < `config/taskhub.toml` (or `--config FILE`) <
+//! environment (`TASKHUB_…`) < command-line flags (applied by the caller).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG_FILE: &str = "config/taskhub.toml";
+pub const DEFAULT_HUB: &str = "DurableFunctionsHub";
+pub const DEFAULT_CONNECTION_SETTING: &str = "AzureWebJobsStorage";
+pub const DEFAULT_SQLITE_PATH: &str = "./taskhub-data/taskhub.db";
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the server listens on.
+    pub listen: SocketAddr,
+    /// Task hub used when a request or command names none.
+    pub task_hub: String,
+    /// Name of the environment variable that holds the default connection string.
+    pub connection_setting: String,
+    /// Access key every HTTP request must carry (`code=` or `x-functions-key`), if set.
+    pub access_key: Option<String>,
+    /// Allow listening on a non-loopback address without an access key.
+    pub allow_unauthenticated_public: bool,
+    /// Build management URLs from `X-Forwarded-Host` / `X-Forwarded-Proto` when both are present.
+    pub use_forwarded_host: bool,
+    /// Largest request body accepted, in bytes (larger → 413).
+    pub max_body_bytes: usize,
+    /// Where the embedded SQLite database lives when no connection string is set.
+    pub sqlite_path: PathBuf,
+    pub executor: ExecutorConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// Run orchestrations in this process (off = management only).
+    pub enabled: bool,
+    pub orchestration_workers: usize,
+    pub activity_workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7071)),
+            task_hub: DEFAULT_HUB.into(),
+            connection_setting: DEFAULT_CONNECTION_SETTING.into(),
+            access_key: None,
+            allow_unauthenticated_public: false,
+            use_forwarded_host: false,
+            max_body_bytes: 4 * 1024 * 1024,
+            sqlite_path: PathBuf::from(DEFAULT_SQLITE_PATH),
+            executor: ExecutorConfig::default(),
+        }
+    }
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            orchestration_workers: 32,
+            activity_workers: 32,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name} is not valid: {message}")]
+    Env { name: String, message: String },
+}
+
+impl Config {
+    /// Loads `file` (it must exist), or the default file when present, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::from_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                Self::from_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies `TASKHUB_*` overrides read through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.parse().map_err(|e: T::Err| ConfigError::Env {
+                name: name.into(),
+                message: e.to_string(),
+            })
+        }
+        if let Some(v) = get("TASKHUB_LISTEN") {
+            self.listen = parse("TASKHUB_LISTEN", &v)?;
+        }
+        if let Some(v) = get("TASKHUB_TASK_HUB") {
+            self.task_hub = v;
+        }
+        if let Some(v) = get("TASKHUB_CONNECTION_SETTING") {
+            self.connection_setting = v;
+        }
+        if let Some(v) = get("TASKHUB_ACCESS_KEY") {
+            self.access_key = Some(v).filter(|k| !k.is_empty());
+        }
+        if let Some(v) = get("TASKHUB_ALLOW_UNAUTHENTICATED_PUBLIC") {
+            self.allow_unauthenticated_public = parse("TASKHUB_ALLOW_UNAUTHENTICATED_PUBLIC", &v)?;
+        }
+        if let Some(v) = get("TASKHUB_USE_FORWARDED_HOST") {
+            self.use_forwarded_host = parse("TASKHUB_USE_FORWARDED_HOST", &v)?;
+        }
+        if let Some(v) = get("TASKHUB_MAX_BODY_BYTES") {
+            self.max_body_bytes = parse("TASKHUB_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("TASKHUB_SQLITE_PATH") {
+            self.sqlite_path = PathBuf::from(v);
+        }
+        if let Some(v) = get("TASKHUB_EXECUTOR_ENABLED") {
+            self.executor.enabled = parse("TASKHUB_EXECUTOR_ENABLED", &v)?;
+        }
+        if let Some(v) = get("TASKHUB_ORCHESTRATION_WORKERS") {
+            self.executor.orchestration_workers = parse("TASKHUB_ORCHESTRATION_WORKERS", &v)?;
+        }
+        if let Some(v) = get("TASKHUB_ACTIVITY_WORKERS") {
+            self.executor.activity_workers = parse("TASKHUB_ACTIVITY_WORKERS", &v)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_env_layer_in_order() {
+        let mut c: Config =
+            toml::from_str("task_hub = \"FromFile\"\n[executor]\nactivity_workers = 3").unwrap();
+        assert_eq!(c.task_hub, "FromFile");
+        assert_eq!(c.executor.activity_workers, 3);
+        assert_eq!(c.executor.orchestration_workers, 32);
+        c.apply_env(|n| (n == "TASKHUB_TASK_HUB").then(|| "FromEnv".to_string()))
+            .unwrap();
+        assert_eq!(c.task_hub, "FromEnv");
+        assert!(c
+            .apply_env(|n| (n == "TASKHUB_LISTEN").then(|| "nope".to_string()))
+            .is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<Config>("taskhub = \"typo\"").is_err());
+    }
+}

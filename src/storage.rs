@@ -1,0 +1,183 @@
+//! Connection strings → stores. A connection is named by a setting (an environment variable,
+//! as `AzureWebJobsStorage` is); its value picks the backend.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::store::sqlite::SqliteDb;
+use crate::store::{Store, StoreError};
+
+/// What a connection string selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageSpec {
+    Sqlite(PathBuf),
+    /// `UseDevelopmentStorage=true` or an account connection string.
+    AzureStorage(String),
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    #[error("the connection setting '{0}' is not defined (set an environment variable of that name to a connection string)")]
+    UnknownConnection(String),
+    #[error("the connection string in '{setting}' is not valid: {message}")]
+    InvalidConnectionString { setting: String, message: String },
+    #[error("Azure Storage connection strings are not supported by this build yet")]
+    AzureNotSupported,
+    #[error("cannot open storage: {0}")]
+    Open(#[from] StoreError),
+}
+
+/// Parses a connection string. Empty means the embedded default at `default_sqlite`.
+pub fn parse_connection_string(value: &str, default_sqlite: &Path) -> Result<StorageSpec, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(StorageSpec::Sqlite(default_sqlite.to_path_buf()));
+    }
+    if let Some(path) = value.strip_prefix("sqlite:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() {
+            return Err("'sqlite:' must be followed by a file path (or ':memory:')".into());
+        }
+        return Ok(StorageSpec::Sqlite(PathBuf::from(path)));
+    }
+    let is_azure = value
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .any(|(k, _)| {
+            let k = k.trim();
+            k.eq_ignore_ascii_case("UseDevelopmentStorage") || k.eq_ignore_ascii_case("AccountName")
+        });
+    if is_azure {
+        return Ok(StorageSpec::AzureStorage(value.to_string()));
+    }
+    Err("expected 'sqlite:PATH', 'UseDevelopmentStorage=true' or an Azure Storage account connection string".into())
+}
+
+/// Opens stores by (connection setting, hub) and keeps them open: one SQLite file is opened once
+/// however many hubs use it.
+pub struct Storage {
+    default_setting: String,
+    default_sqlite: PathBuf,
+    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    sqlite: Mutex<HashMap<PathBuf, Arc<SqliteDb>>>,
+}
+
+impl Storage {
+    pub fn new(default_setting: &str, default_sqlite: &Path) -> Self {
+        Self::with_env(default_setting, default_sqlite, |name| {
+            std::env::var(name).ok()
+        })
+    }
+
+    /// With an explicit environment lookup (tests).
+    pub fn with_env(
+        default_setting: &str,
+        default_sqlite: &Path,
+        env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            default_setting: default_setting.to_string(),
+            default_sqlite: default_sqlite.to_path_buf(),
+            env: Box::new(env),
+            sqlite: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn default_setting(&self) -> &str {
+        &self.default_setting
+    }
+
+    /// Resolves a connection setting name (`None` = the default). `Storage` is Durable Functions'
+    /// alias of `AzureWebJobsStorage`. The default setting may be unset (embedded SQLite); any
+    /// other name must exist.
+    pub fn resolve(&self, setting: Option<&str>) -> Result<StorageSpec, StorageError> {
+        let name = match setting {
+            None => self.default_setting.as_str(),
+            Some(s) if s.eq_ignore_ascii_case("Storage") => "AzureWebJobsStorage",
+            Some(s) => s,
+        };
+        let value = match (self.env)(name) {
+            Some(v) => v,
+            None if name == self.default_setting || setting.is_none() => String::new(),
+            None => return Err(StorageError::UnknownConnection(name.to_string())),
+        };
+        parse_connection_string(&value, &self.default_sqlite).map_err(|message| {
+            StorageError::InvalidConnectionString {
+                setting: name.to_string(),
+                message,
+            }
+        })
+    }
+
+    pub fn open(&self, setting: Option<&str>, hub: &str) -> Result<Arc<dyn Store>, StorageError> {
+        match self.resolve(setting)? {
+            StorageSpec::Sqlite(path) => {
+                let db = {
+                    let mut dbs = self.sqlite.lock().unwrap();
+                    match dbs.get(&path) {
+                        Some(db) => db.clone(),
+                        None => {
+                            let db = SqliteDb::open(&path)?;
+                            dbs.insert(path, db.clone());
+                            db
+                        }
+                    }
+                };
+                Ok(db.hub(hub))
+            }
+            StorageSpec::AzureStorage(_) => Err(StorageError::AzureNotSupported),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_strings_select_the_backend() {
+        let d = Path::new("/d.db");
+        assert_eq!(
+            parse_connection_string("", d),
+            Ok(StorageSpec::Sqlite(d.into()))
+        );
+        assert_eq!(
+            parse_connection_string("sqlite:/tmp/x.db", d),
+            Ok(StorageSpec::Sqlite("/tmp/x.db".into()))
+        );
+        assert_eq!(
+            parse_connection_string("sqlite::memory:", d),
+            Ok(StorageSpec::Sqlite(":memory:".into()))
+        );
+        assert!(matches!(
+            parse_connection_string("UseDevelopmentStorage=true", d),
+            Ok(StorageSpec::AzureStorage(_))
+        ));
+        assert!(parse_connection_string("nonsense", d).is_err());
+        assert!(parse_connection_string("sqlite:", d).is_err());
+    }
+
+    #[test]
+    fn settings_resolve_through_the_environment() {
+        let s = Storage::with_env("AzureWebJobsStorage", Path::new("/d.db"), |n| {
+            (n == "Other").then(|| "sqlite:/o.db".to_string())
+        });
+        assert_eq!(
+            s.resolve(None).unwrap(),
+            StorageSpec::Sqlite("/d.db".into())
+        );
+        assert_eq!(
+            s.resolve(Some("Storage")).unwrap(),
+            StorageSpec::Sqlite("/d.db".into())
+        );
+        assert_eq!(
+            s.resolve(Some("Other")).unwrap(),
+            StorageSpec::Sqlite("/o.db".into())
+        );
+        assert!(matches!(
+            s.resolve(Some("Missing")),
+            Err(StorageError::UnknownConnection(_))
+        ));
+    }
+}
