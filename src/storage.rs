@@ -22,7 +22,7 @@ pub enum StorageError {
     UnknownConnection(String),
     #[error("the connection string in '{setting}' is not valid: {message}")]
     InvalidConnectionString { setting: String, message: String },
-    #[error("Azure Storage connection strings are not supported by this build yet")]
+    #[error("Azure Storage connection strings are not supported by this build (built without the 'azure' feature)")]
     AzureNotSupported,
     #[error("cannot open storage: {0}")]
     Open(#[from] StoreError),
@@ -61,6 +61,9 @@ pub struct Storage {
     default_sqlite: PathBuf,
     env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
     sqlite: Mutex<HashMap<PathBuf, Arc<SqliteDb>>>,
+    /// One store per (connection string, hub): each runs at most one partition manager.
+    #[cfg_attr(not(feature = "azure"), allow(dead_code))]
+    azure: Mutex<HashMap<(String, String), Arc<dyn Store>>>,
 }
 
 impl Storage {
@@ -81,6 +84,7 @@ impl Storage {
             default_sqlite: default_sqlite.to_path_buf(),
             env: Box::new(env),
             sqlite: Mutex::new(HashMap::new()),
+            azure: Mutex::new(HashMap::new()),
         }
     }
 
@@ -126,8 +130,32 @@ impl Storage {
                 };
                 Ok(db.hub(hub))
             }
-            StorageSpec::AzureStorage(_) => Err(StorageError::AzureNotSupported),
+            StorageSpec::AzureStorage(conn) => self.open_azure(conn, hub),
         }
+    }
+
+    #[cfg(feature = "azure")]
+    fn open_azure(&self, conn: String, hub: &str) -> Result<Arc<dyn Store>, StorageError> {
+        use crate::store::azure::{AzureOptions, AzureStore};
+        let mut stores = self.azure.lock().unwrap();
+        let key = (conn, hub.to_string());
+        if let Some(s) = stores.get(&key) {
+            return Ok(s.clone());
+        }
+        let opts = AzureOptions::from_env(|n| (self.env)(n)).map_err(|message| {
+            StorageError::InvalidConnectionString {
+                setting: "TASKHUB_AZURE_*".into(),
+                message,
+            }
+        })?;
+        let store: Arc<dyn Store> = AzureStore::open(&key.0, hub, opts)?;
+        stores.insert(key, store.clone());
+        Ok(store)
+    }
+
+    #[cfg(not(feature = "azure"))]
+    fn open_azure(&self, _conn: String, _hub: &str) -> Result<Arc<dyn Store>, StorageError> {
+        Err(StorageError::AzureNotSupported)
     }
 }
 

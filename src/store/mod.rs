@@ -18,6 +18,8 @@ use tokio::sync::broadcast;
 
 use crate::model::{HistoryEvent, InstanceId, ParentInstance, RuntimeStatus};
 
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod conformance;
 pub mod sqlite;
 

@@ -1,0 +1,172 @@
+//! Activity work items on `{hub}-workitems`: TaskScheduled messages, locked by their queue
+//! visibility timeout (renewing a lock extends it; a crashed worker's message reappears).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::hub::Hub;
+use super::queues::Received;
+use crate::model::{EventKind, HistoryEvent};
+use crate::store::{
+    ActivityRequest, ActivityWorkItem, OrchestrationMessage, StoreError, StoreResult,
+};
+
+pub struct Activities {
+    hub: Arc<Hub>,
+    /// Messages fetched in a batch, waiting for a worker (already hidden for the lock time).
+    buffer: Mutex<VecDeque<(Received, tokio::time::Instant)>>,
+    fetching: tokio::sync::Mutex<()>,
+    locks: Mutex<HashMap<String, Received>>,
+}
+
+impl Activities {
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self {
+            hub,
+            buffer: Mutex::new(VecDeque::new()),
+            fetching: tokio::sync::Mutex::new(()),
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn lock_next(
+        &self,
+        lock_for: Duration,
+        wait: Duration,
+    ) -> StoreResult<Option<ActivityWorkItem>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut idle = Duration::from_millis(20);
+        loop {
+            if let Some(r) = self.take_buffered(lock_for) {
+                match self.hub.decode(&r).await {
+                    Ok(data) => {
+                        let EventKind::TaskScheduled { name, input } = data.event.kind else {
+                            tracing::error!(message = %r.id, "work-item message is not TaskScheduled; dropping it");
+                            let _ = self
+                                .hub
+                                .workitems
+                                .delete_message(&r.id, &r.pop_receipt)
+                                .await;
+                            continue;
+                        };
+                        let token = crate::model::new_guid_n();
+                        let request = ActivityRequest {
+                            instance_id: data.instance_id,
+                            execution_id: data.execution_id.unwrap_or_default(),
+                            task_id: data.event.event_id,
+                            name,
+                            input,
+                            attempt: data.attempt.unwrap_or(1),
+                        };
+                        self.locks.lock().unwrap().insert(token.clone(), r);
+                        return Ok(Some(ActivityWorkItem {
+                            lock_token: token,
+                            request,
+                        }));
+                    }
+                    Err(e) => {
+                        tracing::error!(message = %r.id, error = %e, "unreadable work-item message");
+                        continue;
+                    }
+                }
+            }
+            // One fetch at a time; the others wait for its batch.
+            if let Ok(_guard) = self.fetching.try_lock() {
+                let got = self.hub.workitems.get(16, lock_for).await?;
+                if !got.is_empty() {
+                    let now = tokio::time::Instant::now();
+                    self.buffer
+                        .lock()
+                        .unwrap()
+                        .extend(got.into_iter().map(|r| (r, now)));
+                    idle = Duration::from_millis(20);
+                    continue;
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(idle.min(deadline - now)).await;
+            idle = (idle * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// A buffered message whose lock still has most of its time left.
+    fn take_buffered(&self, lock_for: Duration) -> Option<Received> {
+        let mut b = self.buffer.lock().unwrap();
+        while let Some((r, at)) = b.pop_front() {
+            if at.elapsed() < lock_for / 2 {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    fn get(&self, item: &ActivityWorkItem) -> StoreResult<Received> {
+        self.locks
+            .lock()
+            .unwrap()
+            .get(&item.lock_token)
+            .cloned()
+            .ok_or(StoreError::LockLost)
+    }
+
+    /// Sends the result to the orchestration, then deletes the work item (DTFx's order: a crash
+    /// in between runs the activity again, and replay ignores the duplicate result).
+    pub async fn complete(&self, item: &ActivityWorkItem, result: HistoryEvent) -> StoreResult<()> {
+        let r = self.get(item)?;
+        let req = &item.request;
+        let m = OrchestrationMessage {
+            instance_id: req.instance_id.clone(),
+            execution_id: Some(req.execution_id.clone()).filter(|e| !e.is_empty()),
+            event: result,
+            visible_at: None,
+        };
+        self.hub.enqueue(&m, None, false).await?;
+        self.locks.lock().unwrap().remove(&item.lock_token);
+        if self
+            .hub
+            .workitems
+            .delete_message(&r.id, &r.pop_receipt)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::LockLost)
+        }
+    }
+
+    pub async fn abandon(&self, item: &ActivityWorkItem, retry_after: Duration) -> StoreResult<()> {
+        let Some(r) = self.locks.lock().unwrap().remove(&item.lock_token) else {
+            return Ok(());
+        };
+        self.hub
+            .workitems
+            .set_visibility(&r.id, &r.pop_receipt, &r.text, retry_after)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn renew(&self, item: &ActivityWorkItem, lock_for: Duration) -> StoreResult<()> {
+        let r = self.get(item)?;
+        match self
+            .hub
+            .workitems
+            .set_visibility(&r.id, &r.pop_receipt, &r.text, lock_for)
+            .await?
+        {
+            Some(pop) => {
+                if let Some(l) = self.locks.lock().unwrap().get_mut(&item.lock_token) {
+                    l.pop_receipt = pop;
+                }
+                Ok(())
+            }
+            None => {
+                self.locks.lock().unwrap().remove(&item.lock_token);
+                Err(StoreError::LockLost)
+            }
+        }
+    }
+}

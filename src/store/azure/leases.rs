@@ -1,0 +1,237 @@
+//! Table partition manager (spec §5, DTFx `TablePartitionManager`): one row per control queue in
+//! `{Hub}Partitions`; a worker owns a partition while its lease (`ExpiresAt`) is renewed. Free or
+//! expired partitions are claimed with the row's ETag, so two workers never both win one. A
+//! worker holding fewer than its share marks one of a busier worker's partitions with
+//! `NextOwner`; the owner then lets it go. Only processes that run executors create these rows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use super::entities::{get_str, get_time, set_str, set_time, strip_metadata, Entity};
+use super::hub::Hub;
+use super::keys::control_queue_name;
+use super::tables::row_etag;
+
+/// What the manager tells its owner: partition `n` was acquired (start reading it) or lost.
+pub trait PartitionListener: Send + Sync + 'static {
+    fn acquired(&self, partition: u32);
+    fn released(&self, partition: u32);
+}
+
+pub struct PartitionManager {
+    hub: Arc<Hub>,
+    listener: Arc<dyn PartitionListener>,
+}
+
+struct Owned {
+    etag: String,
+}
+
+impl PartitionManager {
+    pub fn new(hub: Arc<Hub>, listener: Arc<dyn PartitionListener>) -> Self {
+        Self { hub, listener }
+    }
+
+    /// Runs until `stop` turns true; releases owned partitions on the way out.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut owned: HashMap<u32, Owned> = HashMap::new();
+        let interval = (self.hub.opts.lease_duration / 3).max(Duration::from_millis(500));
+        let mut ensured = false;
+        loop {
+            if !ensured {
+                ensured = self.ensure_rows().await;
+            }
+            if let Err(e) = self.tick(&mut owned).await {
+                tracing::warn!(hub = %self.hub.name, error = %e, "partition lease pass failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow() {
+                break;
+            }
+        }
+        for (p, o) in owned.drain() {
+            self.listener.released(p);
+            let _ = self.release(p, &o.etag).await;
+        }
+    }
+
+    async fn ensure_rows(&self) -> bool {
+        let Ok(count) = self.hub.partition_count().await else {
+            return false;
+        };
+        if self.hub.partitions.create().await.is_err() {
+            return false;
+        }
+        for p in 0..count {
+            let mut row = Entity::new();
+            set_str(&mut row, "PartitionKey", "");
+            set_str(&mut row, "RowKey", control_queue_name(&self.hub.name, p));
+            row.insert("IsDraining".into(), false.into());
+            if let Err(e) = self.hub.partitions.insert(&row).await {
+                if !e.is(409) {
+                    return false;
+                }
+            }
+            let _ = self.hub.control_queue(p).create().await;
+        }
+        true
+    }
+
+    fn lease_row(
+        &self,
+        p: u32,
+        owner: Option<&str>,
+        next: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Entity {
+        let now = Utc::now();
+        let mut row = Entity::new();
+        set_str(&mut row, "PartitionKey", "");
+        set_str(&mut row, "RowKey", control_queue_name(&self.hub.name, p));
+        if let Some(o) = owner {
+            set_str(&mut row, "CurrentOwner", o);
+            set_time(&mut row, "OwnedSince", since);
+            set_time(&mut row, "LastRenewal", now);
+            let lease =
+                chrono::Duration::from_std(self.hub.opts.lease_duration).unwrap_or_default();
+            set_time(&mut row, "ExpiresAt", now + lease);
+        }
+        if let Some(n) = next {
+            set_str(&mut row, "NextOwner", n);
+        }
+        row.insert("IsDraining".into(), false.into());
+        row
+    }
+
+    async fn tick(&self, owned: &mut HashMap<u32, Owned>) -> Result<(), super::error::AzError> {
+        let me = self.hub.opts.worker_id.as_str();
+        let count = self
+            .hub
+            .partition_count()
+            .await
+            .map_err(|e| super::error::AzError::other(e.to_string()))?;
+        let rows = self
+            .hub
+            .partitions
+            .query(Some("PartitionKey eq ''".into()), None)
+            .await?;
+        let now = Utc::now();
+        let by_name: HashMap<String, &Entity> = rows
+            .iter()
+            .filter_map(|r| get_str(r, "RowKey").map(|k| (k, r)))
+            .collect();
+        // Live owners (including me) decide each worker's fair share.
+        let mut load: HashMap<String, u32> = HashMap::new();
+        load.insert(me.to_string(), 0);
+        for r in &rows {
+            if let (Some(o), Some(exp)) = (get_str(r, "CurrentOwner"), get_time(r, "ExpiresAt")) {
+                if exp > now {
+                    *load.entry(o).or_default() += 1;
+                }
+            }
+        }
+        let share = count.div_ceil(load.len() as u32);
+        for p in 0..count {
+            let Some(row) = by_name.get(&control_queue_name(&self.hub.name, p)) else {
+                continue;
+            };
+            let etag = row_etag(row).unwrap_or_default();
+            let owner = get_str(row, "CurrentOwner");
+            let next = get_str(row, "NextOwner");
+            let expired = get_time(row, "ExpiresAt").is_none_or(|e| e <= now);
+            if owner.as_deref() == Some(me) && owned.contains_key(&p) {
+                if next.as_deref().is_some_and(|n| n != me) {
+                    // Someone asked for it: hand it over.
+                    owned.remove(&p);
+                    self.listener.released(p);
+                    let _ = self.release_to(p, &etag, next.as_deref()).await;
+                    continue;
+                }
+                let since = get_time(row, "OwnedSince").unwrap_or(now);
+                match self
+                    .hub
+                    .partitions
+                    .update(
+                        &self.lease_row(p, Some(me), None, since),
+                        Some(&etag),
+                        false,
+                    )
+                    .await
+                {
+                    Ok(tag) => owned
+                        .insert(p, Owned { etag: tag })
+                        .map(|_| ())
+                        .unwrap_or(()),
+                    Err(_) => {
+                        owned.remove(&p);
+                        self.listener.released(p);
+                    }
+                }
+                continue;
+            }
+            if owned.remove(&p).is_some() {
+                // The row says someone else owns it now.
+                self.listener.released(p);
+            }
+            let mine = owned.len() as u32;
+            let claimable = owner.is_none() || expired;
+            let invited = owner.is_none() && next.as_deref() == Some(me);
+            let next_is_other = next.as_deref().is_some_and(|n| n != me);
+            if (claimable && !next_is_other) || invited || (expired && owner.is_some()) {
+                if mine >= share && !invited {
+                    continue;
+                }
+                if let Ok(tag) = self
+                    .hub
+                    .partitions
+                    .update(&self.lease_row(p, Some(me), None, now), Some(&etag), false)
+                    .await
+                {
+                    owned.insert(p, Owned { etag: tag });
+                    self.listener.acquired(p);
+                }
+                continue;
+            }
+            // Steal: ask a worker above its share for this partition.
+            if let Some(o) = owner.as_deref() {
+                if mine < share && next.is_none() && load.get(o).copied().unwrap_or(0) > share {
+                    let mut r = (*row).clone();
+                    strip_metadata(&mut r);
+                    set_str(&mut r, "NextOwner", me);
+                    let _ = self.hub.partitions.update(&r, Some(&etag), false).await;
+                    // One request per pass, so the share is re-evaluated with fresh rows.
+                    if let Some(l) = load.get_mut(o) {
+                        *l -= 1;
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&self, p: u32, etag: &str) -> Result<(), super::error::AzError> {
+        self.release_to(p, etag, None).await
+    }
+
+    async fn release_to(
+        &self,
+        p: u32,
+        etag: &str,
+        next: Option<&str>,
+    ) -> Result<(), super::error::AzError> {
+        let row = self.lease_row(p, None, next, Utc::now());
+        self.hub
+            .partitions
+            .update(&row, Some(etag), false)
+            .await
+            .map(|_| ())
+    }
+}

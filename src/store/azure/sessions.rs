@@ -1,0 +1,156 @@
+//! In-memory sessions over the control queues this process owns: fetched messages are buffered
+//! per instance, and an instance is handed to one worker at a time (DTFx's
+//! `OrchestrationSessionManager`, simplified). Messages that arrive while an instance is locked
+//! wait for the next work item.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::messages::MessageData;
+use super::queues::Received;
+
+/// A message fetched from control queue `partition`, hidden from others until `hidden_until`.
+#[derive(Clone, Debug)]
+pub struct Held {
+    pub partition: u32,
+    pub received: Received,
+    pub data: MessageData,
+    pub hidden_until: Instant,
+}
+
+#[derive(Default)]
+struct Session {
+    pending: Vec<Held>,
+    locked: bool,
+    queued: bool,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<String, Session>,
+    ready: VecDeque<String>,
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    state: Mutex<State>,
+    notify: Notify,
+}
+
+/// Messages held less than this before their visibility runs out are not handed out: another
+/// worker may already see them.
+const SAFETY: Duration = Duration::from_secs(5);
+
+impl Sessions {
+    /// Adds fetched messages; a message fetched again (its visibility ran out) replaces the old
+    /// copy, whose pop receipt is no longer valid.
+    pub fn add(&self, held: Vec<Held>) {
+        let mut s = self.state.lock().unwrap();
+        let mut woke = false;
+        for h in held {
+            let id = h.data.instance_id.clone();
+            let session = s.sessions.entry(id.clone()).or_default();
+            session.pending.retain(|p| p.received.id != h.received.id);
+            session.pending.push(h);
+            if !session.locked && !session.queued {
+                session.queued = true;
+                s.ready.push_back(id);
+                woke = true;
+            }
+        }
+        drop(s);
+        if woke {
+            self.notify.notify_waiters();
+            self.notify.notify_one();
+        }
+    }
+
+    /// How many messages of `partition` are buffered (fetch back-pressure).
+    pub fn buffered(&self, partition: u32) -> usize {
+        let s = self.state.lock().unwrap();
+        s.sessions
+            .values()
+            .flat_map(|x| &x.pending)
+            .filter(|h| h.partition == partition)
+            .count()
+    }
+
+    /// Forgets unlocked messages of a partition this process no longer owns; returns them so
+    /// they can be made visible to the new owner at once.
+    pub fn drop_partition(&self, partition: u32) -> Vec<Held> {
+        let mut s = self.state.lock().unwrap();
+        let mut dropped = Vec::new();
+        for session in s.sessions.values_mut() {
+            let (gone, keep) = std::mem::take(&mut session.pending)
+                .into_iter()
+                .partition(|h| h.partition == partition);
+            session.pending = keep;
+            dropped.extend::<Vec<Held>>(gone);
+        }
+        s.sessions.retain(|_, x| x.locked || !x.pending.is_empty());
+        dropped
+    }
+
+    /// Locks the next instance with messages, waiting up to `wait`.
+    pub async fn lock_next(&self, wait: Duration) -> Option<(String, Vec<Held>)> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.notify.notified();
+            if let Some(found) = self.try_lock_next() {
+                return Some(found);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.try_lock_next();
+            }
+        }
+    }
+
+    fn try_lock_next(&self) -> Option<(String, Vec<Held>)> {
+        let mut s = self.state.lock().unwrap();
+        let now = Instant::now();
+        while let Some(id) = s.ready.pop_front() {
+            let Some(session) = s.sessions.get_mut(&id) else {
+                continue;
+            };
+            session.queued = false;
+            session.pending.retain(|h| h.hidden_until > now + SAFETY);
+            if session.locked || session.pending.is_empty() {
+                continue;
+            }
+            session.locked = true;
+            let mut messages = std::mem::take(&mut session.pending);
+            // DTFx order: queue insertion time, then the sender's sequence number.
+            messages.sort_by_key(|h| (h.received.inserted, h.data.sequence_number));
+            return Some((id, messages));
+        }
+        None
+    }
+
+    /// Ends a work item: the instance may be handed out again if messages arrived meanwhile.
+    pub fn unlock(&self, instance_id: &str) {
+        let mut s = self.state.lock().unwrap();
+        let requeue = match s.sessions.get_mut(instance_id) {
+            Some(session) => {
+                session.locked = false;
+                if session.pending.is_empty() {
+                    s.sessions.remove(instance_id);
+                    false
+                } else if !session.queued {
+                    session.queued = true;
+                    true
+                } else {
+                    false
+                }
+            }
+            None => false,
+        };
+        if requeue {
+            s.ready.push_back(instance_id.to_string());
+            drop(s);
+            self.notify.notify_one();
+        }
+    }
+}
