@@ -9,6 +9,11 @@ use chrono::{DateTime, Utc};
 
 use super::error::AzError;
 
+/// Whole seconds, rounded up: a timer must never become visible early.
+fn ceil_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
 /// Azure caps visibility timeouts at 7 days.
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(7 * 24 * 3600 - 60);
 /// DTFx enqueues with an infinite TTL (-1). The crate cannot express -1, so the largest positive
@@ -57,7 +62,7 @@ impl Queue {
     pub async fn put(&self, text: String, delay: Duration) -> Result<(), AzError> {
         let mut p = self.client.put_message(text).ttl(TTL);
         if !delay.is_zero() {
-            p = p.visibility_timeout(delay.min(MAX_VISIBILITY));
+            p = p.visibility_timeout(ceil_secs(delay).min(MAX_VISIBILITY));
         }
         p.await?;
         Ok(())

@@ -32,6 +32,9 @@ use crate::store::{
 pub struct AzureStore {
     hub: Arc<Hub>,
     worker: OnceCell<Arc<Worker>>,
+    /// Set once the hub's tables, queues and container are known to exist (DTFx clients run
+    /// `EnsureTaskHubAsync` before every call; once per process is enough).
+    ensured: std::sync::atomic::AtomicBool,
     locks: Mutex<HashMap<String, OrchLock>>,
     activities: Activities,
 }
@@ -52,6 +55,7 @@ impl AzureStore {
             activities: Activities::new(hub.clone()),
             hub,
             worker: OnceCell::new(),
+            ensured: std::sync::atomic::AtomicBool::new(false),
             locks: Mutex::new(HashMap::new()),
         }))
     }
@@ -61,7 +65,18 @@ impl AzureStore {
         &self.hub
     }
 
+    /// Creates what is missing of the hub (never partition rows or `taskhub.json`).
+    async fn ensure_hub(&self) -> StoreResult<()> {
+        use std::sync::atomic::Ordering;
+        if !self.ensured.load(Ordering::Acquire) {
+            self.create_hub().await?;
+            self.ensured.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
     async fn worker(&self) -> StoreResult<Arc<Worker>> {
+        self.ensure_hub().await?;
         let hub = self.hub.clone();
         self.worker
             .get_or_try_init(|| async move {
@@ -74,6 +89,7 @@ impl AzureStore {
 
     /// Start (client) or sub-orchestration create: enqueue first, then write the row (spec §4.4).
     async fn start(&self, new: NewInstance, policy: ReusePolicy) -> StoreResult<()> {
+        self.ensure_hub().await?;
         let id = new.instance_id.as_str().to_string();
         let existing = self.hub.read_row(&id).await?;
         if let Some(row) = &existing {
@@ -217,6 +233,16 @@ impl AzureStore {
     }
 }
 
+/// After a client re-creates an instance, the Instances row names the new execution while the
+/// History partition still holds the old one until the first checkpoint: that history is not
+/// this execution's.
+fn current_execution_only(loaded: &mut Loaded, row: Option<&Entity>) {
+    let row_exec = row.and_then(|r| entities::get_str(r, "ExecutionId"));
+    if row_exec.is_some() && row_exec != loaded.execution_id {
+        loaded.events.clear();
+    }
+}
+
 fn encode_token(key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("pk:{key}"))
 }
@@ -250,6 +276,9 @@ impl Store for AzureStore {
 
     async fn delete_hub(&self) -> StoreResult<()> {
         let h = &self.hub;
+        // A later start in this process creates the hub again.
+        self.ensured
+            .store(false, std::sync::atomic::Ordering::Release);
         h.instances.delete_table().await?;
         h.history.delete_table().await?;
         h.partitions.delete_table().await?;
@@ -275,7 +304,10 @@ impl Store for AzureStore {
     }
 
     async fn get_history(&self, id: &str) -> StoreResult<Vec<crate::model::HistoryEvent>> {
-        Ok(history::load(&self.hub, id).await?.events)
+        let row = self.hub.read_row(id).await?;
+        let mut loaded = history::load(&self.hub, id).await?;
+        current_execution_only(&mut loaded, row.as_ref());
+        Ok(loaded.events)
     }
 
     async fn query_instances(&self, q: &InstanceQuery) -> StoreResult<Page<InstanceRecord>> {
@@ -358,7 +390,8 @@ impl Store for AzureStore {
         };
         let loaded = async {
             let row = self.hub.read_row(&instance_id).await?;
-            let loaded = history::load(&self.hub, &instance_id).await?;
+            let mut loaded = history::load(&self.hub, &instance_id).await?;
+            current_execution_only(&mut loaded, row.as_ref());
             let record = match &row {
                 Some(r) => Some(self.hub.record(r, true).await?),
                 None => None,

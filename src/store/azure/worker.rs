@@ -114,7 +114,7 @@ async fn fetch(
                     // Timers beyond the 7-day visibility cap come back early: hide them again.
                     if let EventKind::TimerFired { fire_at, .. } = data.event.kind {
                         let wait = (fire_at - Utc::now()).to_std().unwrap_or_default();
-                        if wait > Duration::from_secs(1) {
+                        if !wait.is_zero() {
                             let _ = queue
                                 .set_visibility(&r.id, &r.pop_receipt, &r.text, wait)
                                 .await;
