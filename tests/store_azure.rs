@@ -260,7 +260,7 @@ async fn dtfx_written_rows_and_messages_are_read() {
             ("_Timestamp", t(v)),
         ]
     };
-    let mut events = vec![
+    let mut events = [
         json!({"EventType": "OrchestratorStarted", "EventId": -1, "IsPlayed": false}),
         json!({"EventType": "ExecutionStarted", "EventId": -1, "IsPlayed": false,
                "OrchestrationInstance": format!("{{\"InstanceId\":\"{id}\",\"ExecutionId\":\"{exec}\"}}"),

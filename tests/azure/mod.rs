@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use taskhub::client::Client;
-use taskhub::config::Config;
+use taskhub::config::{Config, ExecutorConfig};
 use taskhub::engine::Registry;
 use taskhub::runtime::Runtime;
 use taskhub::storage::Storage;
@@ -53,11 +53,15 @@ pub fn runtime(
     env: &[(&str, &str)],
 ) -> (Runtime, Client) {
     require_azurite();
-    let mut config = Config::default();
-    config.task_hub = hub.to_string();
-    config.executor.enabled = executor;
-    config.executor.orchestration_workers = 4;
-    config.executor.activity_workers = 4;
+    let config = Config {
+        task_hub: hub.to_string(),
+        executor: ExecutorConfig {
+            enabled: executor,
+            orchestration_workers: 4,
+            activity_workers: 4,
+        },
+        ..Config::default()
+    };
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -110,6 +110,20 @@ impl Blobs {
     }
 }
 
+impl Blobs {
+    pub async fn raw(&self, name: &str) -> Result<Vec<u8>, AzError> {
+        Ok(self.container.blob_client(name).get_content().await?)
+    }
+
+    pub async fn put_raw(&self, name: &str, bytes: Vec<u8>) -> Result<(), AzError> {
+        self.container
+            .blob_client(name)
+            .put_block_blob(bytes)
+            .await?;
+        Ok(())
+    }
+}
+
 pub fn gzip(text: &str) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(text.as_bytes()).expect("writing to memory");
@@ -152,19 +166,5 @@ mod tests {
         let h = history_blob_name("pk", "000000000000000A", "TaskCompleted", "Result");
         assert!(h.starts_with("pk/history-000000000000000A-TaskCompleted-"));
         assert!(h.ends_with("-Result.json.gz"));
-    }
-}
-
-impl Blobs {
-    pub async fn raw(&self, name: &str) -> Result<Vec<u8>, AzError> {
-        Ok(self.container.blob_client(name).get_content().await?)
-    }
-
-    pub async fn put_raw(&self, name: &str, bytes: Vec<u8>) -> Result<(), AzError> {
-        self.container
-            .blob_client(name)
-            .put_block_blob(bytes)
-            .await?;
-        Ok(())
     }
 }

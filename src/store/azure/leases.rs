@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::entities::{get_str, get_time, set_str, set_time, strip_metadata, Entity};
 use super::hub::Hub;
 use super::keys::control_queue_name;
-use super::tables::row_etag;
+use super::tables::{row_etag, BatchOp};
 
 /// What the manager tells its owner: partition `n` was acquired (start reading it) or lost.
 pub trait PartitionListener: Send + Sync + 'static {
@@ -69,16 +69,24 @@ impl PartitionManager {
         if self.hub.partitions.create().await.is_err() {
             return false;
         }
-        for p in 0..count {
-            let mut row = Entity::new();
-            set_str(&mut row, "PartitionKey", "");
-            set_str(&mut row, "RowKey", control_queue_name(&self.hub.name, p));
-            row.insert("IsDraining".into(), false.into());
-            if let Err(e) = self.hub.partitions.insert(&row).await {
-                if !e.is(409) {
-                    return false;
-                }
+        let rows: Vec<Entity> = (0..count)
+            .map(|p| {
+                let mut row = Entity::new();
+                set_str(&mut row, "PartitionKey", "");
+                set_str(&mut row, "RowKey", control_queue_name(&self.hub.name, p));
+                row.insert("IsDraining".into(), false.into());
+                row
+            })
+            .collect();
+        // All rows in one transaction, so nobody counts a half-created set (the row count is
+        // how other processes learn the partition count).
+        let batch = rows.iter().cloned().map(BatchOp::Insert).collect();
+        if let Err(e) = self.hub.partitions.batch("", batch).await {
+            if !e.is(409) {
+                return false;
             }
+        }
+        for p in 0..count {
             let _ = self.hub.control_queue(p).create().await;
         }
         true

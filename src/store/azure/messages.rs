@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::dtfx::{self, str_of, typed};
 use crate::model::{EventKind, EventType, HistoryEvent};
@@ -460,11 +460,6 @@ pub fn event_from_json(
     );
     let attempt = v.get("Attempt").and_then(Value::as_u64).map(|a| a as u32);
     Ok((event, attempt))
-}
-
-/// Parses a typed member object map for tests and callers that need the raw form.
-pub fn to_value(json: &str) -> Value {
-    serde_json::from_str(json).unwrap_or(Value::Object(Map::new()))
 }
 
 #[cfg(test)]
