@@ -53,12 +53,17 @@ fn spawn_worker(hub: &str, log: &std::path::Path, name: &str) -> Child {
         .env("TASKHUB_AZURE_LEASE_SECONDS", "6")
         .env("TASKHUB_AZURE_MESSAGE_VISIBILITY_SECONDS", "10")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(format!("{}.{name}.log", log.display())).unwrap(),
+        ))
         .spawn()
         .unwrap();
-    let out = BufReader::new(child.stdout.take().unwrap());
-    for line in out.lines() {
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in out.by_ref() {
         if line.unwrap().trim() == "READY" {
+            // Keep draining: the child's test harness writes later ("running for over 60
+            // seconds"), and a closed pipe would make it exit.
+            std::thread::spawn(move || for _ in out {});
             return child;
         }
     }
@@ -69,8 +74,11 @@ fn spawn_worker(hub: &str, log: &std::path::Path, name: &str) -> Child {
 async fn three_processes_share_a_hub_and_survive_kill_9() {
     azure::require_azurite();
     let hub = azure::fresh_hub();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("activities.log");
+    // Logs (activity log, each worker's stderr) stay in target/ for a post-mortem.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&hub);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("activities.log");
+    eprintln!("hub {hub}, logs in {}", dir.display());
     let mut workers = Workers(vec![
         spawn_worker(&hub, &log, "worker-a"),
         spawn_worker(&hub, &log, "worker-b"),
@@ -164,18 +172,29 @@ async fn three_processes_share_a_hub_and_survive_kill_9() {
         }
     }
 
-    // The killed worker's partitions moved to the survivors.
+    // The killed worker's partitions moved to the survivors (once its lease ran out).
     let s = azure::store(&hub);
-    let rows = s
-        .hub_resources()
-        .partitions
-        .query(None, None)
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 4);
-    for r in &rows {
-        let owner = r.get("CurrentOwner").and_then(Value::as_str).unwrap_or("");
-        assert!(owner == "worker-a" || owner == "worker-c", "{r:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = s
+            .hub_resources()
+            .partitions
+            .query(None, None)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 4);
+        let owners: Vec<&str> = rows
+            .iter()
+            .map(|r| r.get("CurrentOwner").and_then(Value::as_str).unwrap_or(""))
+            .collect();
+        if owners.iter().all(|o| *o == "worker-a" || *o == "worker-c") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partitions not taken over: {owners:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     rt1.shutdown().await;
     rt2.shutdown().await;
@@ -206,6 +225,10 @@ async fn worker_process_entry() {
     };
     let log = std::env::var(LOG).unwrap();
     let worker = std::env::var("TASKHUB_AZURE_WORKER_ID").unwrap();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("taskhub=info")
+        .with_writer(std::io::stderr)
+        .try_init();
     let reg = tracked_registry(log, worker);
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("TASKHUB_AZURE_"))

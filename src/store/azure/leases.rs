@@ -113,6 +113,12 @@ impl PartitionManager {
         }
         if let Some(n) = next {
             set_str(&mut row, "NextOwner", n);
+            if owner.is_none() {
+                // The invitation lapses like a lease if the invited worker never comes.
+                let lease =
+                    chrono::Duration::from_std(self.hub.opts.lease_duration).unwrap_or_default();
+                set_time(&mut row, "ExpiresAt", now + lease);
+            }
         }
         row.insert("IsDraining".into(), false.into());
         row
@@ -146,6 +152,7 @@ impl PartitionManager {
             }
         }
         let share = count.div_ceil(load.len() as u32);
+        let lease = chrono::Duration::from_std(self.hub.opts.lease_duration).unwrap_or_default();
         for p in 0..count {
             let Some(row) = by_name.get(&control_queue_name(&self.hub.name, p)) else {
                 continue;
@@ -153,7 +160,6 @@ impl PartitionManager {
             let etag = row_etag(row).unwrap_or_default();
             let owner = get_str(row, "CurrentOwner");
             let next = get_str(row, "NextOwner");
-            let expired = get_time(row, "ExpiresAt").is_none_or(|e| e <= now);
             if owner.as_deref() == Some(me) && owned.contains_key(&p) {
                 if next.as_deref().is_some_and(|n| n != me) {
                     // Someone asked for it: hand it over.
@@ -173,10 +179,9 @@ impl PartitionManager {
                     )
                     .await
                 {
-                    Ok(tag) => owned
-                        .insert(p, Owned { etag: tag })
-                        .map(|_| ())
-                        .unwrap_or(()),
+                    Ok(tag) => {
+                        owned.insert(p, Owned { etag: tag });
+                    }
                     Err(_) => {
                         owned.remove(&p);
                         self.listener.released(p);
@@ -188,12 +193,23 @@ impl PartitionManager {
                 // The row says someone else owns it now.
                 self.listener.released(p);
             }
+            if owner.as_deref() == Some(me) {
+                // A lease this process gave up (a renewal lost a race): let it go properly.
+                let _ = self.release_to(p, &etag, next.as_deref()).await;
+                continue;
+            }
             let mine = owned.len() as u32;
-            let claimable = owner.is_none() || expired;
-            let invited = owner.is_none() && next.as_deref() == Some(me);
-            let next_is_other = next.as_deref().is_some_and(|n| n != me);
-            if (claimable && !next_is_other) || invited || (expired && owner.is_some()) {
-                if mine >= share && !invited {
+            let expires = get_time(row, "ExpiresAt");
+            let expired = expires.is_none_or(|e| e <= now);
+            // Free and not promised to another worker, promised to me, or its lease (or the
+            // promise) ran out: the owner or the invited worker died.
+            let free = owner.is_none();
+            let for_me = next.as_deref() == Some(me);
+            let claimable = (free && (next.is_none() || for_me || expired)) || (!free && expired);
+            if claimable {
+                // Leave it to a worker below its share, unless nobody took it for a whole lease.
+                let overdue = expires.is_none_or(|e| now - e > lease);
+                if mine >= share && !for_me && !overdue {
                     continue;
                 }
                 if let Ok(tag) = self

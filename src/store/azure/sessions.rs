@@ -129,6 +129,24 @@ impl Sessions {
         None
     }
 
+    /// Returns messages of a work item that could not be built, and unlocks the instance.
+    pub fn put_back(&self, instance_id: &str, held: Vec<Held>) {
+        {
+            let mut s = self.state.lock().unwrap();
+            if let Some(session) = s.sessions.get_mut(instance_id) {
+                let known: Vec<String> = session
+                    .pending
+                    .iter()
+                    .map(|h| h.received.id.clone())
+                    .collect();
+                session
+                    .pending
+                    .extend(held.into_iter().filter(|h| !known.contains(&h.received.id)));
+            }
+        }
+        self.unlock(instance_id);
+    }
+
     /// Ends a work item: the instance may be handed out again if messages arrived meanwhile.
     pub fn unlock(&self, instance_id: &str) {
         let mut s = self.state.lock().unwrap();

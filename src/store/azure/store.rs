@@ -233,6 +233,24 @@ impl AzureStore {
     }
 }
 
+/// A start whose Instances row is not written yet: no row, or the row of an older generation.
+/// Given up after 10 deliveries (DTFx: then the start is dropped).
+fn start_not_visible_yet(row: Option<&Entity>, messages: &[Held]) -> bool {
+    let row_exec = row.and_then(|r| entities::get_str(r, "ExecutionId"));
+    let row_gen = row.and_then(|r| get_i32(r, "Generation")).unwrap_or(0);
+    messages.iter().any(|h| match &h.data.event.kind {
+        EventKind::ExecutionStarted {
+            execution_id,
+            generation,
+            ..
+        } if h.received.dequeue_count < 10 => match &row_exec {
+            None => true,
+            Some(e) => e != execution_id && *generation > row_gen,
+        },
+        _ => false,
+    })
+}
+
 /// After a client re-creates an instance, the Instances row names the new execution while the
 /// History partition still holds the old one until the first checkpoint: that history is not
 /// this execution's.
@@ -402,10 +420,23 @@ impl Store for AzureStore {
         let (row, loaded, record) = match loaded {
             Ok(x) => x,
             Err(e) => {
-                worker.sessions.unlock(&instance_id);
+                worker.sessions.put_back(&instance_id, messages);
                 return Err(e);
             }
         };
+        if start_not_visible_yet(row.as_ref(), &messages) {
+            // The client enqueues before it writes the row (DTFx's order): retry shortly, as
+            // DTFx does, instead of letting the executor discard the start.
+            let lock = OrchLock {
+                instance_id: instance_id.clone(),
+                messages,
+                loaded,
+                row,
+            };
+            self.release_messages(&lock, Duration::from_secs(1)).await;
+            worker.sessions.unlock(&instance_id);
+            return Ok(None);
+        }
         let token = crate::model::new_guid_n();
         let item = OrchestrationWorkItem {
             instance_id: instance_id.clone(),
