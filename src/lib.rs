@@ -7,6 +7,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod engine;
+pub mod http;
 pub mod model;
 pub mod runtime;
 pub mod samples;
