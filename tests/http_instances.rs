@@ -246,7 +246,8 @@ async fn purge_by_filter() {
     let r = app
         .delete(&app.v2("/instances?createdTimeFrom=2000-01-01T00:00:00Z"))
         .await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let st = r.status();
+    assert_eq!(st, StatusCode::NOT_FOUND, "{}", r.text().await.unwrap());
 
     let a = app.start("HelloSequence", &Value::Null).await;
     let b = app.start("FailAtStep", &Value::Null).await;
