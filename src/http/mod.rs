@@ -29,7 +29,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::Layer as _;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::config::{Config, DEFAULT_CONNECTION_SETTING};
 use crate::runtime::Runtime;
@@ -262,7 +263,13 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_key,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            // One span per request and one line per response, at info, so `taskhub serve`
+            // logs requests by default.
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
 }
 
 async fn normalise(mut req: Request, limit: usize) -> Request {
