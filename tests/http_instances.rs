@@ -187,7 +187,12 @@ async fn list_filters_pages_and_always_sends_the_token() {
     assert_eq!(list("instanceIdPrefix=seq-").await.len(), 5);
     assert_eq!(list("name=LongTimer").await.len(), 1);
     assert_eq!(list("createdTimeFrom=2000-01-01T00:00:00Z").await.len(), 6);
-    assert_eq!(list("createdTimeTo=2000-01-01T00:00:00.0000000Z").await.len(), 0);
+    assert_eq!(
+        list("createdTimeTo=2000-01-01T00:00:00.0000000Z")
+            .await
+            .len(),
+        0
+    );
     let hidden = list("showInput=false&name=LongTimer").await;
     assert_eq!(hidden[0]["input"], Value::Null);
     assert_eq!(list("name=LongTimer").await[0]["input"], 60);
@@ -229,7 +234,9 @@ async fn purge_one() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(json_body(r).await, json!({"instancesDeleted": 1}));
     assert_eq!(
-        app.get(&app.v2(&format!("/instances/{done}"))).await.status(),
+        app.get(&app.v2(&format!("/instances/{done}")))
+            .await
+            .status(),
         StatusCode::NOT_FOUND
     );
 }
@@ -257,17 +264,13 @@ async fn purge_by_filter() {
     app.until_status(&running, "Running").await;
 
     let r = app
-        .delete(&app.v2(
-            "/instances?createdTimeFrom=2000-01-01T00:00:00Z&runtimeStatus=Failed",
-        ))
+        .delete(&app.v2("/instances?createdTimeFrom=2000-01-01T00:00:00Z&runtimeStatus=Failed"))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(json_body(r).await, json!({"instancesDeleted": 1}));
     // Non-terminal statuses are never purged.
     let r = app
-        .delete(&app.v2(
-            "/instances?createdTimeFrom=2000-01-01T00:00:00Z&runtimeStatus=Running",
-        ))
+        .delete(&app.v2("/instances?createdTimeFrom=2000-01-01T00:00:00Z&runtimeStatus=Running"))
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = app
@@ -276,7 +279,9 @@ async fn purge_by_filter() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(json_body(r).await, json!({"instancesDeleted": 1}));
     assert_eq!(
-        app.get(&app.v2(&format!("/instances/{running}"))).await.status(),
+        app.get(&app.v2(&format!("/instances/{running}")))
+            .await
+            .status(),
         StatusCode::ACCEPTED
     );
 }

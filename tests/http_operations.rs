@@ -43,7 +43,10 @@ async fn raise_event() {
     assert_eq!(json_body(r).await["Message"], "Invalid JSON content");
 
     let r = app
-        .post_json(&app.v2(&format!("/Instances/{id}/RAISEEVENT/Approval")), &json!({"ok": 1}))
+        .post_json(
+            &app.v2(&format!("/Instances/{id}/RAISEEVENT/Approval")),
+            &json!({"ok": 1}),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert!(r.bytes().await.unwrap().is_empty());
@@ -60,7 +63,9 @@ async fn raise_event() {
 async fn terminate() {
     let app = spawn_app().await;
     assert_eq!(
-        app.post(&app.v2("/instances/nobody/terminate")).await.status(),
+        app.post(&app.v2("/instances/nobody/terminate"))
+            .await
+            .status(),
         StatusCode::NOT_FOUND
     );
     let id = app.start("LongTimer", &json!(60)).await;
@@ -71,7 +76,9 @@ async fn terminate() {
     let s = app.until_status(&id, "Terminated").await;
     assert_eq!(s["output"], "because I said");
     assert_eq!(
-        app.post(&app.v2(&format!("/instances/{id}/terminate"))).await.status(),
+        app.post(&app.v2(&format!("/instances/{id}/terminate")))
+            .await
+            .status(),
         StatusCode::GONE
     );
 }
@@ -89,7 +96,10 @@ async fn suspend_and_resume() {
     assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
     assert!(json_body(r).await["ExceptionMessage"].is_string());
 
-    assert_eq!(app.post(&op(&id, "suspend")).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        app.post(&op(&id, "suspend")).await.status(),
+        StatusCode::ACCEPTED
+    );
     app.until_status(&id, "Suspended").await;
     assert_eq!(
         app.post(&op(&id, "suspend")).await.status(),
@@ -100,7 +110,10 @@ async fn suspend_and_resume() {
         app.get(&app.v2(&format!("/instances/{id}"))).await.status(),
         StatusCode::ACCEPTED
     );
-    assert_eq!(app.post(&op(&id, "resume")).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        app.post(&op(&id, "resume")).await.status(),
+        StatusCode::ACCEPTED
+    );
     app.until_status(&id, "Running").await;
 
     app.post_json(
@@ -109,8 +122,14 @@ async fn suspend_and_resume() {
     )
     .await;
     app.until_status(&id, "Completed").await;
-    assert_eq!(app.post(&op(&id, "suspend")).await.status(), StatusCode::GONE);
-    assert_eq!(app.post(&op(&id, "resume")).await.status(), StatusCode::GONE);
+    assert_eq!(
+        app.post(&op(&id, "suspend")).await.status(),
+        StatusCode::GONE
+    );
+    assert_eq!(
+        app.post(&op(&id, "resume")).await.status(),
+        StatusCode::GONE
+    );
 }
 
 #[tokio::test]
@@ -121,7 +140,9 @@ async fn rewind() {
         StatusCode::NOT_FOUND
     );
     let running = app.start("LongTimer", &json!(60)).await;
-    let r = app.post(&app.v2(&format!("/instances/{running}/rewind"))).await;
+    let r = app
+        .post(&app.v2(&format!("/instances/{running}/rewind")))
+        .await;
     assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
     assert!(json_body(r).await["ExceptionMessage"]
         .as_str()
@@ -189,14 +210,20 @@ async fn operations_on_unknown_paths_and_methods() {
     let app = spawn_app().await;
     let id = app.start("LongTimer", &json!(60)).await;
     assert_eq!(
-        app.post(&app.v2(&format!("/instances/{id}/explode"))).await.status(),
+        app.post(&app.v2(&format!("/instances/{id}/explode")))
+            .await
+            .status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.get(&app.v2(&format!("/instances/{id}/terminate"))).await.status(),
+        app.get(&app.v2(&format!("/instances/{id}/terminate")))
+            .await
+            .status(),
         StatusCode::NOT_FOUND
     );
-    let r = app.get(&app.v1(&format!("/instances/{id}/terminate"))).await;
+    let r = app
+        .get(&app.v1(&format!("/instances/{id}/terminate")))
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(json_body(r).await["Message"], "No such API");
 }

@@ -35,7 +35,9 @@ async fn start_answers_202_with_the_v2_payload_and_headers() {
     );
     let id = body["id"].as_str().unwrap();
     assert_eq!(id.len(), 32);
-    assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(id
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     let status_url = format!(
         "{}/runtime/webhooks/durabletask/instances/{id}?taskHub=DurableFunctionsHub&connection=Storage",
         app.origin
@@ -118,9 +120,21 @@ async fn start_with_an_id_input_and_the_id_reuse_rules() {
 async fn bad_starts_are_400_and_start_nothing() {
     let app = spawn_app().await;
     let cases = [
-        (app.v2("/orchestrators/HelloSequence/bad"), "{not json", "Invalid JSON content"),
-        (app.v2("/orchestrators/HelloSequence/%40entity"), "", "instance ID is not valid"),
-        (app.v2("/orchestrators/HelloSequence/a%23b"), "", "instance ID is not valid"),
+        (
+            app.v2("/orchestrators/HelloSequence/bad"),
+            "{not json",
+            "Invalid JSON content",
+        ),
+        (
+            app.v2("/orchestrators/HelloSequence/%40entity"),
+            "",
+            "instance ID is not valid",
+        ),
+        (
+            app.v2("/orchestrators/HelloSequence/a%23b"),
+            "",
+            "instance ID is not valid",
+        ),
         (app.v2("/orchestrators/NoSuchThing/x"), "", "doesn't exist"),
         (
             app.v2("/orchestrators/HelloSequence/w?timeout=1&pollingInterval=2"),
@@ -164,7 +178,10 @@ async fn empty_body_with_any_content_type_is_null_input_and_json_string_is_kept(
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert_eq!(app.until_status("a", "Completed").await["input"], Value::Null);
+    assert_eq!(
+        app.until_status("a", "Completed").await["input"],
+        Value::Null
+    );
     assert_eq!(app.until_status("b", "Completed").await["input"], json!(""));
 }
 
@@ -179,7 +196,11 @@ async fn wait_variant_answers_with_the_output_or_202() {
     assert!(header(&r, "location").is_none());
     assert_eq!(json_body(r).await, json!(HELLO));
     // Event-driven: the answer does not wait for the 10 s polling interval.
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
 
     let r = app
         .post_json(
@@ -202,9 +223,11 @@ async fn wait_variant_on_failure_gives_the_status_object() {
     let v = json_body(r).await;
     assert_eq!(v["runtimeStatus"], "Failed");
     let r = app
-        .post(&app.v2(
-            "/orchestrators/FailAtStep/f2?timeout=20&returnInternalServerErrorOnFailure=true",
-        ))
+        .post(
+            &app.v2(
+                "/orchestrators/FailAtStep/f2?timeout=20&returnInternalServerErrorOnFailure=true",
+            ),
+        )
         .await;
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(json_body(r).await["runtimeStatus"], "Failed");
@@ -225,7 +248,10 @@ async fn user_level_sample_routes() {
             .contains("/runtime/webhooks/durabletask/instances/"));
 
         let r = app
-            .post(&app.url(&format!("{prefix}/orchestrators/HelloSequence/u{}", prefix.len())))
+            .post(&app.url(&format!(
+                "{prefix}/orchestrators/HelloSequence/u{}",
+                prefix.len()
+            )))
             .await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
         assert_eq!(json_body(r).await["id"], format!("u{}", prefix.len()));
@@ -241,7 +267,9 @@ async fn user_level_sample_routes() {
 
         let r = app
             .post_json(
-                &app.url(&format!("{prefix}/Orchestrators/LongTimer/WAIT?timeout=0.1")),
+                &app.url(&format!(
+                    "{prefix}/Orchestrators/LongTimer/WAIT?timeout=0.1"
+                )),
                 &json!(60),
             )
             .await;
@@ -272,7 +300,9 @@ async fn task_hub_and_connection_select_where_instances_live() {
     // Not in the default hub, nor in the same hub on the default connection.
     assert_eq!(app.get(&app.v2("/instances/h1")).await.status(), 404);
     assert_eq!(
-        app.get(&app.v2("/instances/h1?taskHub=OtherHub")).await.status(),
+        app.get(&app.v2("/instances/h1?taskHub=OtherHub"))
+            .await
+            .status(),
         404
     );
 
