@@ -6,6 +6,7 @@
 //! - Work is dispatched from memory by the one process holding the hub's lease, see
 //!   [`dispatch`]; work written by other processes is picked up by [`foreign`].
 
+mod checkpoint;
 mod codec;
 mod dispatch;
 mod foreign;
@@ -71,6 +72,7 @@ impl Drop for TempFile {
 struct Shared {
     // Dropped first: the writer finishes its queue and gives up this process's leases.
     writer: Writer,
+    _checkpointer: checkpoint::Checkpointer,
     readers: Arc<ReadPool>,
     /// This handle's identity in `leases`.
     owner: String,
@@ -107,9 +109,11 @@ impl SqliteDb {
         let registry = Arc::new(Registry::default());
         let hooks = ForeignScan::new(&conn, registry.clone(), owner.clone())?;
         let writer = Writer::spawn(conn, hooks)?;
+        let checkpointer = checkpoint::Checkpointer::spawn(&path)?;
         Ok(Arc::new(SqliteDb {
             shared: Arc::new(Shared {
                 writer,
+                _checkpointer: checkpointer,
                 readers: ReadPool::new(path.clone()),
                 owner,
                 registry,
@@ -571,7 +575,7 @@ impl Store for SqliteStore {
             .map(|n| PreparedStart::new(n, now))
             .collect::<Result<_, _>>()?;
         let record = writes::record_from_state(&item.instance_id, &state);
-        let expected_execution = item.instance.as_ref().map(|r| r.execution_id.clone());
+        let before = item.instance.clone();
         let instance_id: Arc<str> = Arc::from(item.instance_id.as_str());
         let token = item.lock_token.clone();
         let hub = self.hub.clone();
@@ -585,7 +589,7 @@ impl Store for SqliteStore {
             let claim = dispatch.claim_orchestration(&token, now_micros())?;
             claimed.store(true, Ordering::Relaxed);
             let id = &*claim.instance_id;
-            writes::write_state(conn, &hub, id, expected_execution.as_deref(), &state)?;
+            writes::write_state(conn, &hub, id, before.as_ref(), &state)?;
             writes::delete_messages(conn, &claim.message_ids)?;
             if replace {
                 writes::clear_history(conn, &hub, id)?;

@@ -81,6 +81,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // An acknowledged write must survive power loss, not only a process crash.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
+    // Every write job runs in a savepoint; its statement journal belongs in memory, not in a
+    // temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -98,6 +101,16 @@ pub(super) fn open_writer(path: &Path) -> StoreResult<Connection> {
         )));
     }
     configure(&conn).map_err(backend)?;
+    // The writer touches every hot instance, history tail and queue page: keep them cached.
+    conn.pragma_update(None, "cache_size", -65536)
+        .map_err(backend)?;
+    // Checkpoints run on their own connection (see `checkpoint`), not inside the writer's
+    // commits.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(backend)?;
+    // A WAL that grew under a burst is cut back once checkpointed.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+        .map_err(backend)?;
     migrate(&conn)?;
     Ok(conn)
 }
@@ -132,5 +145,12 @@ pub(super) fn open_reader(path: &Path) -> StoreResult<Connection> {
     // single writer.
     conn.pragma_update(None, "query_only", "ON")
         .map_err(backend)?;
+    Ok(conn)
+}
+
+/// A connection that only runs checkpoints.
+pub(super) fn open_checkpointer(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(backend)?;
+    configure(&conn).map_err(backend)?;
     Ok(conn)
 }

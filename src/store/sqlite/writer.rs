@@ -90,7 +90,7 @@ impl Writer {
     pub fn spawn(conn: Connection, hooks: impl Hooks) -> StoreResult<Self> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let thread = std::thread::Builder::new()
-            .name("taskhub-sqlite-writer".into())
+            .name("sqlite-writer".into())
             .spawn(move || run(conn, rx, hooks))
             .map_err(backend)?;
         Ok(Self {

@@ -160,44 +160,18 @@ pub(super) fn start_instance(conn: &Connection, hub: &str, p: &PreparedStart) ->
     insert_message(conn, hub, &p.start)
 }
 
-/// Writes an episode's state over the row the episode started from. `expected_execution` is
-/// that row's execution id (`None`: there was no row). If the row has meanwhile been replaced
-/// or purged (or created), the episode worked on something that no longer exists: `LockLost`.
+/// Writes an episode's state over `before`, the row the episode started from (`None`: there
+/// was no row). If the row has meanwhile been replaced or purged (or created), the episode
+/// worked on something that no longer exists: `LockLost`.
 pub(super) fn write_state(
     conn: &Connection,
     hub: &str,
     instance_id: &str,
-    expected_execution: Option<&str>,
+    before: Option<&InstanceRecord>,
     s: &InstanceState,
 ) -> StoreResult<()> {
-    let values = params![
-        hub,
-        instance_id,
-        s.execution_id,
-        s.name,
-        s.version,
-        s.runtime_status.as_i32(),
-        s.input,
-        s.output,
-        s.custom_status,
-        to_micros(s.created_time),
-        to_micros(s.last_updated_time),
-        s.completed_time.map(to_micros),
-        s.parent_instance_id,
-    ];
-    let changed = match expected_execution {
-        Some(expected) => conn
-            .prepare_cached(
-                "UPDATE instances SET execution_id = ?3, name = ?4, version = ?5, status = ?6, \
-                     input = ?7, output = ?8, custom_status = ?9, created_time = ?10, \
-                     last_updated_time = ?11, completed_time = ?12, parent_instance_id = ?13 \
-                 WHERE hub = ?1 AND instance_id = ?2 AND execution_id = ?14",
-            )
-            .and_then(|mut st| {
-                let mut all: Vec<&dyn rusqlite::ToSql> = values.to_vec();
-                all.push(&expected);
-                st.execute(all.as_slice())
-            }),
+    let changed = match before {
+        Some(before) => update_state(conn, hub, instance_id, before, s)?,
         None => conn
             .prepare_cached(
                 "INSERT INTO instances(hub, instance_id, execution_id, name, version, status, \
@@ -206,13 +180,100 @@ pub(super) fn write_state(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                  ON CONFLICT(hub, instance_id) DO NOTHING",
             )
-            .and_then(|mut st| st.execute(values)),
-    }
-    .map_err(backend)?;
+            .and_then(|mut st| {
+                st.execute(params![
+                    hub,
+                    instance_id,
+                    s.execution_id,
+                    s.name,
+                    s.version,
+                    s.runtime_status.as_i32(),
+                    s.input,
+                    s.output,
+                    s.custom_status,
+                    to_micros(s.created_time),
+                    to_micros(s.last_updated_time),
+                    s.completed_time.map(to_micros),
+                    s.parent_instance_id,
+                ])
+            })
+            .map_err(backend)?,
+    };
     if changed == 0 {
         return Err(StoreError::LockLost);
     }
     Ok(())
+}
+
+/// Sets only the columns the episode changed: an unchanged indexed column then costs no index
+/// update, and an unchanged (possibly large) input is not rewritten.
+fn update_state(
+    conn: &Connection,
+    hub: &str,
+    instance_id: &str,
+    before: &InstanceRecord,
+    s: &InstanceState,
+) -> StoreResult<usize> {
+    use rusqlite::types::Value;
+    let text = |v: &Option<String>| v.clone().map_or(Value::Null, Value::Text);
+    let time = |v: Option<DateTime<Utc>>| v.map_or(Value::Null, |t| Value::Integer(to_micros(t)));
+    let mut sets: Vec<&str> = vec!["last_updated_time"];
+    let mut values: Vec<Value> = vec![Value::Integer(to_micros(s.last_updated_time))];
+    let mut set = |col, differs: bool, value: &dyn Fn() -> Value| {
+        if differs {
+            sets.push(col);
+            values.push(value());
+        }
+    };
+    set(
+        "execution_id",
+        s.execution_id != before.execution_id,
+        &|| Value::Text(s.execution_id.clone()),
+    );
+    set("name", s.name != before.name, &|| {
+        Value::Text(s.name.clone())
+    });
+    set("version", s.version != before.version, &|| {
+        Value::Text(s.version.clone())
+    });
+    set("status", s.runtime_status != before.runtime_status, &|| {
+        Value::Integer(s.runtime_status.as_i32().into())
+    });
+    set("input", s.input != before.input, &|| text(&s.input));
+    set("output", s.output != before.output, &|| text(&s.output));
+    set(
+        "custom_status",
+        s.custom_status != before.custom_status,
+        &|| text(&s.custom_status),
+    );
+    set(
+        "created_time",
+        to_micros(s.created_time) != to_micros(before.created_time),
+        &|| Value::Integer(to_micros(s.created_time)),
+    );
+    set(
+        "completed_time",
+        s.completed_time.map(to_micros) != before.completed_time.map(to_micros),
+        &|| time(s.completed_time),
+    );
+    set(
+        "parent_instance_id",
+        s.parent_instance_id != before.parent_instance_id,
+        &|| text(&s.parent_instance_id),
+    );
+    let assignments: Vec<String> = sets.iter().map(|c| format!("{c} = ?")).collect();
+    let sql = format!(
+        "UPDATE instances SET {} WHERE hub = ? AND instance_id = ? AND execution_id = ?",
+        assignments.join(", ")
+    );
+    values.extend([
+        Value::Text(hub.to_owned()),
+        Value::Text(instance_id.to_owned()),
+        Value::Text(before.execution_id.clone()),
+    ]);
+    conn.prepare_cached(&sql)
+        .and_then(|mut st| st.execute(rusqlite::params_from_iter(values)))
+        .map_err(backend)
 }
 
 pub(super) fn clear_history(conn: &Connection, hub: &str, id: &str) -> StoreResult<()> {
