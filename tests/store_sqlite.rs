@@ -234,6 +234,67 @@ async fn work_written_by_another_handle_is_dispatched() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_deleted_by_another_handle_is_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let server = SqliteDb::open(&path).unwrap().hub("hub");
+    let cli = SqliteDb::open(&path).unwrap().hub("hub");
+    for id in ["idle", "busy", "kept"] {
+        server
+            .create_instance(new_instance(id), ReusePolicy::ReplaceTerminal)
+            .await
+            .unwrap();
+    }
+    for _ in 0..3 {
+        let item = lock(&*server).await;
+        server
+            .complete_orchestration(&item, commit(&item))
+            .await
+            .unwrap();
+    }
+    for id in ["idle", "busy", "kept"] {
+        server.send_message(raised(id, "pending")).await.unwrap();
+    }
+    // "busy" is being worked on when the CLI purges it; "idle" only has a message waiting.
+    let busy = loop {
+        let item = lock(&*server).await;
+        if item.instance_id == "busy" {
+            break item;
+        }
+        server
+            .abandon_orchestration(&item, Duration::from_secs(3))
+            .await
+            .unwrap();
+    };
+    assert_eq!(cli.purge_instance("idle").await.unwrap(), 1);
+    assert_eq!(cli.purge_instance("busy").await.unwrap(), 1);
+    // Give the server's writer a few polls to notice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(matches!(
+        server.complete_orchestration(&busy, commit(&busy)).await,
+        Err(StoreError::LockLost)
+    ));
+    assert_eq!(
+        server.get_instance("busy").await.unwrap(),
+        None,
+        "not resurrected"
+    );
+    let mut delivered = Vec::new();
+    while let Some(item) = server
+        .lock_next_orchestration(LOCK_FOR, Duration::from_secs(4))
+        .await
+        .unwrap()
+    {
+        delivered.push(item.instance_id.clone());
+        server
+            .complete_orchestration(&item, commit(&item))
+            .await
+            .unwrap();
+    }
+    assert_eq!(delivered, ["kept"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_lease_holder_dispatches() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lease.db");

@@ -71,6 +71,17 @@ pub(super) struct Effects {
     pub changed: Vec<Arc<str>>,
 }
 
+/// What a scan found other connections did to one hub.
+#[derive(Default)]
+pub(super) struct ForeignRows {
+    /// Rows written since the last scan.
+    pub messages: Vec<(i64, OrchestrationMessage)>,
+    pub activities: Vec<(i64, ActivityRequest)>,
+    /// Every pending id in the database: anything else held in memory was deleted.
+    pub present_messages: HashSet<i64>,
+    pub present_activities: HashSet<i64>,
+}
+
 struct Pending {
     visible_at: i64,
     message: OrchestrationMessage,
@@ -214,14 +225,9 @@ impl HubDispatch {
         self.state().clear();
     }
 
-    /// Rows another connection wrote. Their writes may have replaced or purged instances this
-    /// process has cached, so the whole cache goes.
-    pub fn foreign_rows(
-        &self,
-        messages: Vec<(i64, OrchestrationMessage)>,
-        activities: Vec<(i64, ActivityRequest)>,
-        now: i64,
-    ) {
+    /// Applies what other connections changed. Their writes may have replaced or purged
+    /// instances this process has cached, so the whole cache goes.
+    pub fn foreign_rows(&self, rows: ForeignRows, now: i64) {
         let woken = {
             let mut s = self.state();
             if !s.active {
@@ -229,7 +235,11 @@ impl HubDispatch {
             }
             s.cache.clear();
             s.epoch += 1;
-            s.register(messages, activities, now)
+            let mut woken = s.forget_deleted(&rows.present_messages, &rows.present_activities, now);
+            let more = s.register(rows.messages, rows.activities, now);
+            woken.orchestrations += more.orchestrations;
+            woken.activities += more.activities;
+            woken
         };
         self.wake(woken);
     }
@@ -548,6 +558,66 @@ impl State {
             );
             if self.reconsider_activity(id, now) {
                 woken.activities += 1;
+            }
+        }
+        woken
+    }
+
+    /// Drops messages and activities that are no longer in the database, voiding any lock that
+    /// holds them: the instance they were for was purged or replaced.
+    fn forget_deleted(
+        &mut self,
+        messages: &HashSet<i64>,
+        activities: &HashSet<i64>,
+        now: i64,
+    ) -> Woken {
+        let gone: Vec<(Arc<str>, i64)> = self
+            .instances
+            .iter()
+            .flat_map(|(id, q)| {
+                q.messages
+                    .keys()
+                    .filter(|m| !messages.contains(m))
+                    .map(move |m| (id.clone(), *m))
+            })
+            .collect();
+        let mut touched: Vec<Arc<str>> = Vec::new();
+        for (id, message_id) in gone {
+            let token = self.instances.get(&id).and_then(|q| q.lock.clone());
+            if let Some(token) = token {
+                let holds = self
+                    .orch_locks
+                    .get(&token)
+                    .is_some_and(|l| !l.completing && l.message_ids.contains(&message_id));
+                if holds {
+                    self.release_orch_lock(&token);
+                }
+            }
+            self.drop_messages(&id, Some(&[message_id]));
+            touched.push(id);
+        }
+        let doomed: Vec<i64> = self
+            .activities
+            .keys()
+            .filter(|a| !activities.contains(a))
+            .copied()
+            .collect();
+        for id in doomed {
+            let token = self.activities.get(&id).and_then(|e| e.lock.clone());
+            if let Some(token) = token {
+                if self.act_locks.get(&token).is_some_and(|l| !l.completing) {
+                    self.release_act_lock(&token);
+                } else {
+                    // Being completed right now; its own commit will find the row gone.
+                    continue;
+                }
+            }
+            self.activities.remove(&id);
+        }
+        let mut woken = Woken::default();
+        for id in touched {
+            if self.reconsider_instance(&id, now) {
+                woken.orchestrations += 1;
             }
         }
         woken

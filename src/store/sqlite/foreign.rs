@@ -3,17 +3,18 @@
 //!
 //! Runs on the writer thread, so a scan is ordered with this process's own commits: every row
 //! with an id above the watermark is either one this process already registered (ignored by
-//! id) or one it has never seen.
+//! id) or one it has never seen, and every row this process holds in memory but no longer
+//! finds was deleted by someone else (a purge, or a replacing start).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-use super::codec::now_micros;
-use super::dispatch::HubDispatch;
+use super::codec::{backend, now_micros};
+use super::dispatch::{ForeignRows, HubDispatch};
 use super::writer::Hooks;
-use super::writes::{id_watermarks, release_leases, rows_after};
+use super::writes::{id_watermarks, pending_ids, release_leases, rows_after};
 use crate::store::StoreResult;
 
 /// The hubs this process currently dispatches.
@@ -50,20 +51,40 @@ impl ForeignScan {
             (self.last_message, self.last_activity) = id_watermarks(conn)?;
             return Ok(());
         }
-        let (messages, activities) = rows_after(conn, self.last_message, self.last_activity)?;
+        // One snapshot, so that what is new and what is gone agree.
+        let tx = conn.unchecked_transaction().map_err(backend)?;
+        let (messages, activities) = rows_after(&tx, self.last_message, self.last_activity)?;
+        let mut by_hub: HashMap<String, ForeignRows> = HashMap::new();
+        for (hub, _) in &hubs {
+            let (messages, activities) = pending_ids(&tx, hub)?;
+            by_hub.insert(
+                hub.clone(),
+                ForeignRows {
+                    present_messages: messages,
+                    present_activities: activities,
+                    ..ForeignRows::default()
+                },
+            );
+        }
+        tx.finish().map_err(backend)?;
+
         self.last_message = messages.last().map_or(self.last_message, |m| m.0);
         self.last_activity = activities.last().map_or(self.last_activity, |a| a.0);
-        let mut by_hub: HashMap<String, (Vec<_>, Vec<_>)> = HashMap::new();
         for (id, hub, m) in messages {
-            by_hub.entry(hub).or_default().0.push((id, m));
+            if let Some(rows) = by_hub.get_mut(&hub) {
+                rows.messages.push((id, m));
+            }
         }
         for (id, hub, a) in activities {
-            by_hub.entry(hub).or_default().1.push((id, a));
+            if let Some(rows) = by_hub.get_mut(&hub) {
+                rows.activities.push((id, a));
+            }
         }
         let now = now_micros();
         for (hub, dispatch) in hubs {
-            let (messages, activities) = by_hub.remove(&hub).unwrap_or_default();
-            dispatch.foreign_rows(messages, activities, now);
+            if let Some(rows) = by_hub.remove(&hub) {
+                dispatch.foreign_rows(rows, now);
+            }
         }
         Ok(())
     }

@@ -3,6 +3,8 @@
 //! Anything expensive that needs no connection (JSON encoding, building rows) is prepared by
 //! the caller before the job is queued, so the single writer thread only does SQL.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -479,6 +481,23 @@ pub(super) fn rows_after(
         activity_from_row,
     )?;
     Ok((messages, activities))
+}
+
+/// Ids of every pending message and activity of a hub: what other connections deleted is
+/// missing here.
+pub(super) fn pending_ids(
+    conn: &Connection,
+    hub: &str,
+) -> StoreResult<(HashSet<i64>, HashSet<i64>)> {
+    let ids = |sql: &str| -> StoreResult<HashSet<i64>> {
+        let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+        let rows = stmt.query_map([hub], |r| r.get(0)).map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    };
+    Ok((
+        ids("SELECT id FROM messages WHERE hub = ?1")?,
+        ids("SELECT id FROM activities WHERE hub = ?1")?,
+    ))
 }
 
 /// The highest message and activity ids ever handed out (AUTOINCREMENT never reuses them).
