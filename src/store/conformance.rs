@@ -683,6 +683,38 @@ pub async fn timers_fire_on_time(make: Factory) {
     let item = lock(&*store).await;
     assert_eq!(item.instance_id, "s");
     assert!(Utc::now() >= start_at, "scheduled start delivered early");
+    store
+        .complete_orchestration(&item, episode(&item, RuntimeStatus::Running, vec![]))
+        .await
+        .unwrap();
+
+    // A worker already waiting when a timer is set is woken for it, not at the end of its wait.
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .lock_next_orchestration(LOCK_FOR, Duration::from_secs(8))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fire_at = Utc::now() + chrono::Duration::milliseconds(1000);
+    store
+        .send_message(OrchestrationMessage {
+            visible_at: Some(fire_at),
+            ..message("s", raised("wake"))
+        })
+        .await
+        .unwrap();
+    // Wide margin: the timer is due in a second, the waiter would give up after eight.
+    let item = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiting worker is woken for the timer")
+        .expect("waiter")
+        .unwrap()
+        .expect("the waiting worker gets the timer within its wait");
+    assert!(Utc::now() >= fire_at, "timer delivered early");
+    assert_eq!(item.instance_id, "s");
 }
 
 pub async fn abandon_redelivers(make: Factory) {

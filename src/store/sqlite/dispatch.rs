@@ -139,13 +139,17 @@ struct State {
     /// before cannot overwrite newer data.
     epoch: u64,
     next_token: u64,
+    /// Set when a timer earlier than all others was added; taken by [`State::woken`].
+    timers_moved: bool,
 }
 
-/// How many waiters to wake after a change.
+/// Whom to wake after a change.
 #[derive(Default)]
 struct Woken {
     orchestrations: usize,
     activities: usize,
+    /// The earliest timer moved earlier: every waiter must recompute how long it sleeps.
+    timers_moved: bool,
 }
 
 pub(super) struct HubDispatch {
@@ -189,6 +193,10 @@ impl HubDispatch {
     }
 
     fn wake(&self, woken: Woken) {
+        if woken.timers_moved {
+            self.orch_ready.notify_waiters();
+            self.act_ready.notify_waiters();
+        }
         for _ in 0..woken.orchestrations {
             self.orch_ready.notify_one();
         }
@@ -208,7 +216,8 @@ impl HubDispatch {
             let mut s = self.state();
             s.clear();
             s.active = true;
-            s.register(messages, activities, now)
+            let woken = s.register(messages, activities, now);
+            s.woken(woken)
         };
         self.wake(woken);
     }
@@ -239,13 +248,13 @@ impl HubDispatch {
             let more = s.register(rows.messages, rows.activities, now);
             woken.orchestrations += more.orchestrations;
             woken.activities += more.activities;
-            woken
+            s.woken(woken)
         };
         self.wake(woken);
     }
 
     pub fn try_lock_orchestration(&self, now: i64, lock_for: i64) -> TryLock<LockedOrchestration> {
-        let (result, more) = {
+        let (result, woken) = {
             let mut s = self.state();
             if !s.active {
                 return TryLock::Wait(None);
@@ -253,21 +262,23 @@ impl HubDispatch {
             s.expire_locks(now);
             s.fire_timers(now);
             let locked = s.lock_next_instance(now, lock_for, &self.token_prefix);
-            let more = !s.ready.is_empty();
-            match locked {
-                Some(l) => (TryLock::Got(l), more),
-                None => (TryLock::Wait(s.next_due()), false),
-            }
+            // Pass the baton: one notify wakes one waiter, who wakes the next if work remains.
+            let more = Woken {
+                orchestrations: usize::from(locked.is_some() && !s.ready.is_empty()),
+                ..Woken::default()
+            };
+            let result = match locked {
+                Some(l) => TryLock::Got(l),
+                None => TryLock::Wait(s.next_due()),
+            };
+            (result, s.woken(more))
         };
-        // Pass the baton: one notify wakes one waiter, who wakes the next if work remains.
-        if more {
-            self.orch_ready.notify_one();
-        }
+        self.wake(woken);
         result
     }
 
     pub fn try_lock_activity(&self, now: i64, lock_for: i64) -> TryLock<ActivityWorkItem> {
-        let (result, more) = {
+        let (result, woken) = {
             let mut s = self.state();
             if !s.active {
                 return TryLock::Wait(None);
@@ -275,15 +286,17 @@ impl HubDispatch {
             s.expire_locks(now);
             s.fire_timers(now);
             let locked = s.lock_next_activity(now, lock_for, &self.token_prefix);
-            let more = !s.act_ready.is_empty();
-            match locked {
-                Some(item) => (TryLock::Got(item), more),
-                None => (TryLock::Wait(s.next_due()), false),
-            }
+            let more = Woken {
+                activities: usize::from(locked.is_some() && !s.act_ready.is_empty()),
+                ..Woken::default()
+            };
+            let result = match locked {
+                Some(item) => TryLock::Got(item),
+                None => TryLock::Wait(s.next_due()),
+            };
+            (result, s.woken(more))
         };
-        if more {
-            self.act_ready.notify_one();
-        }
+        self.wake(woken);
         result
     }
 
@@ -395,7 +408,7 @@ impl HubDispatch {
             if s.reconsider_instance(&id, now) {
                 woken.orchestrations += 1;
             }
-            woken
+            s.woken(woken)
         };
         self.wake(woken);
     }
@@ -417,7 +430,7 @@ impl HubDispatch {
             if s.reconsider_activity(id, now) {
                 woken.activities += 1;
             }
-            woken
+            s.woken(woken)
         };
         self.wake(woken);
     }
@@ -477,7 +490,7 @@ impl HubDispatch {
                         woken.orchestrations += 1;
                     }
                 }
-                woken
+                s.woken(woken)
             } else {
                 Woken::default()
             }
@@ -491,6 +504,12 @@ impl HubDispatch {
 }
 
 impl State {
+    /// `w`, plus whether waiters must recompute their sleep.
+    fn woken(&mut self, mut w: Woken) -> Woken {
+        w.timers_moved |= std::mem::take(&mut self.timers_moved);
+        w
+    }
+
     fn clear(&mut self) {
         let (active, next_token, epoch) = (self.active, self.next_token, self.epoch);
         *self = State {
@@ -642,6 +661,13 @@ impl State {
             self.ready.push_back(id.clone());
             true
         } else {
+            if self
+                .timers
+                .peek()
+                .is_none_or(|Reverse((first, _))| at < *first)
+            {
+                self.timers_moved = true;
+            }
             self.timers.push(Reverse((at, id.clone())));
             false
         }
@@ -659,7 +685,15 @@ impl State {
             self.act_ready.push_back(id);
             true
         } else {
-            self.act_timers.push(Reverse((entry.hold_until, id)));
+            let at = entry.hold_until;
+            if self
+                .act_timers
+                .peek()
+                .is_none_or(|Reverse((first, _))| at < *first)
+            {
+                self.timers_moved = true;
+            }
+            self.act_timers.push(Reverse((at, id)));
             false
         }
     }
