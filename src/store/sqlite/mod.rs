@@ -108,8 +108,9 @@ impl SqliteDb {
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let registry = Arc::new(Registry::default());
         let hooks = ForeignScan::new(&conn, registry.clone(), owner.clone())?;
-        let writer = Writer::spawn(conn, hooks)?;
-        let checkpointer = checkpoint::Checkpointer::spawn(&path)?;
+        let wal = Arc::new(checkpoint::WalSize::default());
+        let writer = Writer::spawn(conn, hooks, wal.clone())?;
+        let checkpointer = checkpoint::Checkpointer::spawn(&path, wal)?;
         Ok(Arc::new(SqliteDb {
             shared: Arc::new(Shared {
                 writer,

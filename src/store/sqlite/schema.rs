@@ -108,8 +108,8 @@ pub(super) fn open_writer(path: &Path) -> StoreResult<Connection> {
     // commits.
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(backend)?;
-    // A WAL that grew under a burst is cut back once checkpointed.
-    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+    // A WAL that grew under a burst is cut back once it starts over.
+    conn.pragma_update(None, "journal_size_limit", 32 * 1024 * 1024)
         .map_err(backend)?;
     migrate(&conn)?;
     Ok(conn)

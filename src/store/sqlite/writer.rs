@@ -7,13 +7,14 @@
 //! memory never runs ahead of the disk nor lags behind the next batch.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::checkpoint::WalSize;
 use super::codec::backend;
 use crate::store::{StoreError, StoreResult};
 
@@ -87,11 +88,11 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(conn: Connection, hooks: impl Hooks) -> StoreResult<Self> {
+    pub fn spawn(conn: Connection, hooks: impl Hooks, wal: Arc<WalSize>) -> StoreResult<Self> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, hooks))
+            .spawn(move || run(conn, rx, hooks, &wal))
             .map_err(backend)?;
         Ok(Self {
             tx: Some(tx),
@@ -159,7 +160,7 @@ impl ForeignWatch {
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, mut hooks: impl Hooks) {
+fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, mut hooks: impl Hooks, wal: &WalSize) {
     let mut watch = ForeignWatch {
         seen: data_version(&conn),
         last_check: Instant::now(),
@@ -181,6 +182,9 @@ fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, mut hooks: impl Hooks
             }
         }
         commit_batch(&conn, batch);
+        if wal.needs_restart() {
+            wal.restart(&conn);
+        }
         // Under steady load the channel never idles, so also look between batches.
         if watch.last_check.elapsed() >= POLL {
             watch.check(&conn, &mut hooks);
