@@ -1,4 +1,4 @@
-//! The promises every [`Store`](super::Store) backend keeps, as one suite each backend runs.
+//! The promises every [`Store`] backend keeps, as one suite each backend runs.
 //!
 //! Each check takes a [`Factory`] that hands out a store for a hub name; every check asks for
 //! fresh, unique hub names, so checks can share one storage account or file and run in

@@ -1,10 +1,10 @@
 //! The embedded default backend: one SQLite file, several task hubs.
 //!
 //! - Writes go through one writer thread per file that batches them into shared transactions
-//!   (group commit: one fsync for many acknowledged writes), see [`writer`].
-//! - Reads use a small pool of their own connections (WAL), see [`reads`].
+//!   (group commit: one fsync for many acknowledged writes), see `writer.rs`.
+//! - Reads use a small pool of their own connections (WAL), see `reads.rs`.
 //! - Work is dispatched from memory by the one process holding the hub's lease, see
-//!   [`dispatch`]; work written by other processes is picked up by [`foreign`].
+//!   `dispatch.rs`; work written by other processes is picked up by `foreign.rs`.
 
 mod checkpoint;
 mod codec;
