@@ -138,3 +138,52 @@ impl SqliteStore {
         }
     }
 }
+
+/// A lease owner id: `{host}:{pid}:{random}`. Host and pid let a successor on the same machine
+/// see that the holder was killed and take over at once instead of waiting for expiry.
+pub(super) fn owner_id() -> String {
+    format!(
+        "{}:{}:{}",
+        hostname(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// True only when the holder ran on this host and its process no longer exists.
+pub(super) fn holder_is_dead(owner: &str) -> bool {
+    let mut parts = owner.splitn(3, ':');
+    let (Some(host), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    let proc_root = std::path::Path::new("/proc");
+    host == hostname()
+        && pid != std::process::id()
+        && proc_root.join("self").exists()
+        && !proc_root.join(pid.to_string()).exists()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_vanished_process_on_this_host_counts_as_dead() {
+        let me = owner_id();
+        assert!(!holder_is_dead(&me), "this process is alive");
+        let host = hostname();
+        // Pids are bounded by pid_max (at most 2^22), so this one cannot exist.
+        assert!(holder_is_dead(&format!("{host}:4294967290:x")));
+        assert!(!holder_is_dead("other-host:4294967290:x"));
+        assert!(!holder_is_dead("legacy-owner-without-pid"));
+    }
+}

@@ -97,7 +97,7 @@ impl SqliteDb {
             (path.to_path_buf(), None)
         };
         let conn = schema::open_writer(&path)?;
-        let owner = uuid::Uuid::new_v4().simple().to_string();
+        let owner = lease::owner_id();
         let registry = Arc::new(Registry::default());
         let hooks = ForeignScan::new(&conn, registry.clone(), owner.clone())?;
         let wal = Arc::new(checkpoint::WalSize::default());

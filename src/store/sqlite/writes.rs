@@ -546,7 +546,9 @@ pub(super) fn acquire_lease(
         })
         .map_err(backend)?;
     let outcome = match &current {
-        Some((o, exp)) if *exp > now && o != owner => return Ok(LeaseOutcome::HeldByOther),
+        Some((o, exp)) if *exp > now && o != owner && !super::lease::holder_is_dead(o) => {
+            return Ok(LeaseOutcome::HeldByOther)
+        }
         Some((o, exp)) if *exp > now && o == owner => LeaseOutcome::Kept,
         _ => LeaseOutcome::Taken,
     };
