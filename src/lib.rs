@@ -3,6 +3,7 @@
 //! - [`model`]: the shared vocabulary (instance ids, runtime statuses, history events).
 //! - [`store`]: the one storage seam ([`store::Store`]) and its backends.
 
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod engine;

@@ -1,0 +1,34 @@
+//! `taskhub serve`: configuration in, server out. The server itself lives in `crate::http`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::error::CliError;
+use crate::config::Config;
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ServeArgs {
+    /// (Optional) Address to listen on. Default: 127.0.0.1:7071, or `listen` in the config file.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// (Optional) Configuration file to read instead of config/taskhub.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    run_server(config).await
+}
+
+// Stands in for `crate::http::run_server` until the HTTP server is merged.
+async fn run_server(_config: Config) -> Result<(), CliError> {
+    Err(CliError::Other(anyhow::anyhow!(
+        "the HTTP server is not built yet"
+    )))
+}
