@@ -1,8 +1,166 @@
-//! Built-in sample orchestrations and activities (design §5).
+//! Built-in sample orchestrations and activities (design §5): what a new user runs first, and
+//! what the tests and benchmarks drive.
 
-use crate::engine::Registry;
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::{json, Value};
+
+use crate::engine::{
+    ActivityContext, ActivityError, OrchestrationContext, OrchestrationError, Registry,
+};
 
 /// A registry with every sample registered, aliases included.
 pub fn registry() -> Registry {
-    Registry::new()
+    let mut r = Registry::new();
+    register(&mut r);
+    r
+}
+
+/// Adds the samples to an application's own registry.
+pub fn register(r: &mut Registry) {
+    r.activity("SayHello", say_hello)
+        .alias("E1_SayHello", "SayHello")
+        .activity("FanOutWork", |ctx: ActivityContext| async move {
+            number_in(ctx.input::<Value>()?, 0.0)
+                .map(|n| json!(n as i64))
+                .map_err(|e| ActivityError::new(e.message))
+        })
+        .activity("FlakyStep", |ctx: ActivityContext| async move {
+            if ctx.attempt == 1 {
+                Err(ActivityError::new(
+                    "FlakyStep fails on its first attempt; rewind the instance to run it again",
+                ))
+            } else {
+                Ok(json!("ok"))
+            }
+        });
+
+    r.orchestrator("HelloSequence", |ctx: OrchestrationContext| async move {
+        say_hello_to(&ctx, &["Tokyo", "Seattle", "London"]).await
+    })
+    .alias("E1_HelloSequence", "HelloSequence")
+    .orchestrator("HelloCities5", |ctx: OrchestrationContext| async move {
+        say_hello_to(&ctx, &["Tokyo", "Seattle", "London", "Paris", "Cairo"]).await
+    })
+    .orchestrator("FanOutFanIn", |ctx: OrchestrationContext| async move {
+        let n = number_in(ctx.input()?, 10.0)? as i64;
+        let calls = (1..=n).map(|i| ctx.call_activity("FanOutWork", i));
+        let mut sum = 0.0;
+        for r in join_all(calls).await {
+            sum += r?.as_f64().unwrap_or(0.0);
+        }
+        Ok(json!(sum as i64))
+    })
+    .orchestrator("WaitForApproval", |ctx: OrchestrationContext| async move {
+        let seconds = number_in(ctx.input()?, 3600.0)?;
+        ctx.set_custom_status("waiting");
+        match ctx
+            .wait_for_external_event_with_timeout("Approval", Duration::from_secs_f64(seconds))
+            .await
+        {
+            Some(data) => {
+                ctx.set_custom_status("approved");
+                Ok(data)
+            }
+            None => {
+                ctx.set_custom_status("timed out");
+                Err(OrchestrationError::new(format!(
+                    "no Approval event arrived within {seconds} seconds"
+                )))
+            }
+        }
+    })
+    .orchestrator("FailAtStep", |ctx: OrchestrationContext| async move {
+        Ok(ctx.call_activity("FlakyStep", ctx.instance_id()).await?)
+    })
+    .orchestrator("LongTimer", |ctx: OrchestrationContext| async move {
+        let seconds = number_in(ctx.input()?, 60.0)?;
+        let fire_at =
+            ctx.current_utc_datetime() + chrono::Duration::milliseconds((seconds * 1000.0) as i64);
+        ctx.create_timer(fire_at).await;
+        Ok(json!(seconds))
+    })
+    .orchestrator("Counter", |ctx: OrchestrationContext| async move {
+        let n = number_in(ctx.input()?, 0.0)? as i64;
+        if n < 5 {
+            ctx.set_custom_status(n);
+            ctx.continue_as_new(n + 1);
+        }
+        Ok(json!(n))
+    })
+    .orchestrator("ParentChild", |ctx: OrchestrationContext| async move {
+        Ok(ctx.call_sub_orchestrator("HelloSequence", None, ()).await?)
+    });
+}
+
+async fn say_hello(ctx: ActivityContext) -> Result<Value, ActivityError> {
+    let name: Value = ctx.input()?;
+    let name = match name {
+        Value::String(s) => s,
+        Value::Null => "World".into(),
+        other => other.to_string(),
+    };
+    Ok(json!(format!("Hello {name}!")))
+}
+
+async fn say_hello_to(
+    ctx: &OrchestrationContext,
+    cities: &[&str],
+) -> Result<Value, OrchestrationError> {
+    let mut out = Vec::with_capacity(cities.len());
+    for city in cities {
+        out.push(ctx.call_activity("SayHello", city).await?);
+    }
+    Ok(Value::Array(out))
+}
+
+/// A number from JSON input; also accepts a number written as a string (the Python client
+/// JSON-encodes inputs twice), and `null` for the default.
+fn number_in(input: Value, default: f64) -> Result<f64, OrchestrationError> {
+    let n = match &input {
+        Value::Null => Some(default),
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) if s.trim().is_empty() => Some(default),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    n.filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| {
+        OrchestrationError::new(format!(
+            "expected a non-negative number as input, got {input}"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_may_come_as_strings() {
+        assert_eq!(number_in(json!(3), 1.0).unwrap(), 3.0);
+        assert_eq!(number_in(json!("30"), 1.0).unwrap(), 30.0);
+        assert_eq!(number_in(Value::Null, 7.0).unwrap(), 7.0);
+        assert!(number_in(json!("x"), 1.0).is_err());
+        assert!(number_in(json!(-1), 1.0).is_err());
+    }
+
+    #[test]
+    fn every_documented_name_is_registered() {
+        let r = registry();
+        for name in [
+            "HelloSequence",
+            "E1_HelloSequence",
+            "HelloCities5",
+            "FanOutFanIn",
+            "WaitForApproval",
+            "FailAtStep",
+            "LongTimer",
+            "Counter",
+            "ParentChild",
+        ] {
+            assert!(r.has_orchestrator(name), "{name}");
+        }
+        assert!(r.get_activity("E1_SayHello").is_some());
+    }
 }

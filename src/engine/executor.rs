@@ -1,9 +1,22 @@
 //! Workers that drive instances through a store: orchestration episodes and activity calls.
+//!
+//! An orchestration worker locks an instance, turns its new messages into an episode
+//! ([`episode::plan`], pure), and commits the result atomically. An activity worker runs one
+//! activity and commits its result as a message to the instance. Locks expire, so work held by a
+//! crashed worker is retried.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::FutureExt;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::context::ActivityContext;
+use super::episode;
 use super::Registry;
-use crate::store::Store;
+use crate::model::{EventKind, FailureDetails, HistoryEvent};
+use crate::store::{ActivityWorkItem, OrchestrationWorkItem, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct ExecutorOptions {
@@ -20,17 +33,161 @@ impl Default for ExecutorOptions {
     }
 }
 
+const ORCHESTRATION_LOCK: Duration = Duration::from_secs(60);
+const ACTIVITY_LOCK: Duration = Duration::from_secs(60);
+/// How long one lock call waits for work before the worker checks for shutdown.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
+
 /// Running workers for one hub; [`shutdown`](ExecutorHandle::shutdown) stops them gracefully.
-pub struct ExecutorHandle {}
+pub struct ExecutorHandle {
+    stop: watch::Sender<bool>,
+    workers: JoinSet<()>,
+}
 
 impl ExecutorHandle {
-    pub async fn shutdown(self) {}
+    /// Lets in-flight work items finish, then stops every worker.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.workers.join_next().await.is_some() {}
+    }
 }
 
 pub fn spawn(
-    _store: Arc<dyn Store>,
-    _registry: Arc<Registry>,
-    _options: ExecutorOptions,
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    options: ExecutorOptions,
 ) -> ExecutorHandle {
-    ExecutorHandle {}
+    let (stop, stopped) = watch::channel(false);
+    let mut workers = JoinSet::new();
+    for _ in 0..options.orchestration_workers.max(1) {
+        let (store, registry, stopped) = (store.clone(), registry.clone(), stopped.clone());
+        workers.spawn(async move {
+            while !*stopped.borrow() {
+                match store
+                    .lock_next_orchestration(ORCHESTRATION_LOCK, IDLE_WAIT)
+                    .await
+                {
+                    Ok(Some(item)) => process_orchestration(&*store, &registry, item).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "locking an orchestration work item failed");
+                        tokio::time::sleep(RETRY_AFTER_ERROR).await;
+                    }
+                }
+            }
+        });
+    }
+    for _ in 0..options.activity_workers.max(1) {
+        let (store, registry, stopped) = (store.clone(), registry.clone(), stopped.clone());
+        workers.spawn(async move {
+            while !*stopped.borrow() {
+                match store.lock_next_activity(ACTIVITY_LOCK, IDLE_WAIT).await {
+                    Ok(Some(item)) => process_activity(&*store, &registry, item).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "locking an activity work item failed");
+                        tokio::time::sleep(RETRY_AFTER_ERROR).await;
+                    }
+                }
+            }
+        });
+    }
+    ExecutorHandle { stop, workers }
+}
+
+/// Runs one orchestration work item to its commit. Public so tests can step an instance without
+/// background workers.
+pub async fn process_orchestration(
+    store: &dyn Store,
+    registry: &Registry,
+    item: OrchestrationWorkItem,
+) {
+    match episode::plan(registry, &item, chrono::Utc::now()) {
+        episode::Plan::Commit(commit) => match store.complete_orchestration(&item, *commit).await {
+            Ok(()) => {}
+            Err(StoreError::LockLost) => {
+                tracing::warn!(instance = %item.instance_id, "lock lost before commit; the work item will be retried");
+            }
+            Err(e) => {
+                tracing::error!(instance = %item.instance_id, error = %e, "committing an episode failed");
+                let _ = store.abandon_orchestration(&item, RETRY_AFTER_ERROR).await;
+            }
+        },
+        episode::Plan::Retry(after) => {
+            if let Err(e) = store.abandon_orchestration(&item, after).await {
+                tracing::warn!(instance = %item.instance_id, error = %e, "abandoning a work item failed");
+            }
+        }
+    }
+}
+
+/// Runs one activity and commits its result. Public so tests can step activities by hand.
+pub async fn process_activity(store: &dyn Store, registry: &Registry, item: ActivityWorkItem) {
+    let request = &item.request;
+    let outcome = match registry.get_activity(&request.name) {
+        None => Err(FailureDetails::new(
+            "ActivityNotFound",
+            format!("The activity function '{}' is not registered", request.name),
+        )),
+        Some(f) => {
+            let ctx = ActivityContext {
+                instance_id: request.instance_id.clone(),
+                name: request.name.clone(),
+                input: request.input.clone(),
+                attempt: request.attempt,
+            };
+            let run = std::panic::AssertUnwindSafe(f(ctx)).catch_unwind();
+            let renew = renew_while_running(store, &item);
+            tokio::pin!(run);
+            let result = tokio::select! {
+                r = &mut run => r,
+                _ = renew => return, // the lock is gone: another worker owns this task now
+            };
+            match result {
+                Ok(Ok(v)) => Ok(Some(v.to_string()).filter(|t| t != "null")),
+                Ok(Err(e)) => Err(FailureDetails::new(e.error_type, e.message)),
+                Err(_) => Err(FailureDetails::new(
+                    "ActivityPanic",
+                    format!("The activity function '{}' panicked", request.name),
+                )),
+            }
+        }
+    };
+    let kind = match outcome {
+        Ok(result) => EventKind::TaskCompleted {
+            task_scheduled_id: request.task_id,
+            result,
+        },
+        Err(failure) => EventKind::TaskFailed {
+            task_scheduled_id: request.task_id,
+            reason: Some(failure.error_message.clone()),
+            details: None,
+            failure_details: Some(failure),
+        },
+    };
+    match store
+        .complete_activity(&item, HistoryEvent::unscheduled(kind))
+        .await
+    {
+        Ok(()) | Err(StoreError::LockLost) => {}
+        Err(e) => {
+            tracing::error!(activity = %request.name, error = %e, "committing an activity result failed");
+            let _ = store.abandon_activity(&item, RETRY_AFTER_ERROR).await;
+        }
+    }
+}
+
+/// Renews the activity's lock until the lock is lost (then returns) or forever.
+async fn renew_while_running(store: &dyn Store, item: &ActivityWorkItem) {
+    let mut tick = tokio::time::interval(ACTIVITY_LOCK / 3);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match store.renew_activity_lock(item, ACTIVITY_LOCK).await {
+            Ok(()) => {}
+            Err(StoreError::LockLost) => return,
+            Err(e) => tracing::warn!(error = %e, "renewing an activity lock failed"),
+        }
+    }
 }

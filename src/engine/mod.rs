@@ -3,6 +3,7 @@
 //! ([`executor`]).
 
 pub mod context;
+mod episode;
 pub mod executor;
 pub mod registry;
 pub mod replay;

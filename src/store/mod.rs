@@ -216,7 +216,9 @@ pub struct ActivityWorkItem {
 #[derive(Clone, Debug)]
 pub struct OrchestrationCommit {
     pub history: HistoryWrite,
-    pub state: InstanceState,
+    /// The row after the episode; `None` leaves the row as it is (and creates none), for work
+    /// items whose messages are only discarded.
+    pub state: Option<InstanceState>,
     /// Messages to this or other instances (timers to self, events, results to a parent).
     pub messages: Vec<OrchestrationMessage>,
     /// Sub-orchestrations to create (row + start message, [`ReusePolicy::ReplaceAny`]).
