@@ -19,7 +19,12 @@ async fn kill_9_loses_no_acknowledged_start_and_every_instance_completes() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child_entry", "--include-ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "crash_child_entry",
+            "--include-ignored",
+            "--nocapture",
+        ])
         .env(CHILD_DB, &db)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

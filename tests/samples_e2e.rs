@@ -33,7 +33,11 @@ async fn hello_sequence_and_its_alias_complete_with_three_greetings() {
 #[tokio::test]
 async fn hello_cities5_calls_five_activities() {
     let h = test_hub();
-    let i = h.client.start("HelloCities5", None, Value::Null).await.unwrap();
+    let i = h
+        .client
+        .start("HelloCities5", None, Value::Null)
+        .await
+        .unwrap();
     let s = finish(&h.client, i.as_str(), 20).await;
     assert_eq!(output(&s).as_array().unwrap().len(), 5);
     let history = h.client.history(i.as_str()).await.unwrap();
@@ -47,9 +51,21 @@ async fn hello_cities5_calls_five_activities() {
 #[tokio::test]
 async fn fan_out_fan_in_sums_parallel_results_and_accepts_numbers_as_strings() {
     let h = test_hub();
-    let a = h.client.start("FanOutFanIn", None, json!(10)).await.unwrap();
-    let b = h.client.start("FanOutFanIn", None, json!("30")).await.unwrap();
-    let c = h.client.start("FanOutFanIn", None, Value::Null).await.unwrap();
+    let a = h
+        .client
+        .start("FanOutFanIn", None, json!(10))
+        .await
+        .unwrap();
+    let b = h
+        .client
+        .start("FanOutFanIn", None, json!("30"))
+        .await
+        .unwrap();
+    let c = h
+        .client
+        .start("FanOutFanIn", None, Value::Null)
+        .await
+        .unwrap();
     assert_eq!(output(&finish(&h.client, a.as_str(), 20).await), json!(55));
     assert_eq!(output(&finish(&h.client, b.as_str(), 20).await), json!(465));
     assert_eq!(output(&finish(&h.client, c.as_str(), 20).await), json!(55));
@@ -86,7 +102,10 @@ async fn an_event_raised_before_the_orchestrator_waits_is_not_lost() {
         .await
         .unwrap();
     // Raised while the instance is still Pending: the start and the event travel together.
-    h.client.raise_event(i.as_str(), "approval", json!(1)).await.unwrap();
+    h.client
+        .raise_event(i.as_str(), "approval", json!(1))
+        .await
+        .unwrap();
     let s = finish(&h.client, i.as_str(), 10).await;
     assert_eq!(s.runtime_status, RuntimeStatus::Completed);
     assert_eq!(output(&s), json!(1));
@@ -156,7 +175,11 @@ async fn parent_child_runs_a_sub_orchestration() {
 #[tokio::test]
 async fn fail_at_step_fails_then_completes_after_rewind() {
     let h = test_hub();
-    let i = h.client.start("FailAtStep", None, Value::Null).await.unwrap();
+    let i = h
+        .client
+        .start("FailAtStep", None, Value::Null)
+        .await
+        .unwrap();
     let s = finish(&h.client, i.as_str(), 10).await;
     assert_eq!(s.runtime_status, RuntimeStatus::Failed);
     assert!(s.output.unwrap().contains("first attempt"));
@@ -193,7 +216,10 @@ async fn terminate_ends_a_waiting_instance_with_the_reason() {
         .start("WaitForApproval", None, Value::Null)
         .await
         .unwrap();
-    until(&h.client, i.as_str(), 10, |s| s.runtime_status == RuntimeStatus::Running).await;
+    until(&h.client, i.as_str(), 10, |s| {
+        s.runtime_status == RuntimeStatus::Running
+    })
+    .await;
     h.client
         .terminate(i.as_str(), Some("no longer needed".into()))
         .await
@@ -220,7 +246,10 @@ async fn suspend_holds_events_until_resume() {
         .start("WaitForApproval", None, Value::Null)
         .await
         .unwrap();
-    until(&h.client, i.as_str(), 10, |s| s.runtime_status == RuntimeStatus::Running).await;
+    until(&h.client, i.as_str(), 10, |s| {
+        s.runtime_status == RuntimeStatus::Running
+    })
+    .await;
     h.client.suspend(i.as_str(), None).await.unwrap();
     until(&h.client, i.as_str(), 10, |s| {
         s.runtime_status == RuntimeStatus::Suspended
@@ -230,7 +259,10 @@ async fn suspend_holds_events_until_resume() {
         h.client.suspend(i.as_str(), None).await,
         Err(ClientError::PreconditionFailed(_))
     ));
-    h.client.raise_event(i.as_str(), "Approval", json!("yes")).await.unwrap();
+    h.client
+        .raise_event(i.as_str(), "Approval", json!("yes"))
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(
         h.client.status(i.as_str()).await.unwrap().runtime_status,
@@ -253,17 +285,25 @@ async fn restart_runs_the_same_orchestration_again() {
     finish(&h.client, i.as_str(), 10).await;
     let fresh = h.client.restart(i.as_str(), true).await.unwrap();
     assert_ne!(fresh, i);
-    assert_eq!(output(&finish(&h.client, fresh.as_str(), 10).await), json!(6));
+    assert_eq!(
+        output(&finish(&h.client, fresh.as_str(), 10).await),
+        json!(6)
+    );
     let same = h.client.restart(i.as_str(), false).await.unwrap();
     assert_eq!(same, i);
-    assert_eq!(output(&finish(&h.client, same.as_str(), 10).await), json!(6));
+    assert_eq!(
+        output(&finish(&h.client, same.as_str(), 10).await),
+        json!(6)
+    );
 }
 
 #[tokio::test]
 async fn bad_requests_are_typed_errors_and_change_nothing() {
     let h = test_hub();
     assert!(matches!(
-        h.client.start("NoSuchOrchestrator", id("x1"), Value::Null).await,
+        h.client
+            .start("NoSuchOrchestrator", id("x1"), Value::Null)
+            .await,
         Err(ClientError::UnknownOrchestrator(_))
     ));
     assert!(h.client.try_status("x1").await.unwrap().is_none());
@@ -282,7 +322,9 @@ async fn bad_requests_are_typed_errors_and_change_nothing() {
         .await
         .unwrap();
     assert!(matches!(
-        h.client.start("WaitForApproval", id("busy"), Value::Null).await,
+        h.client
+            .start("WaitForApproval", id("busy"), Value::Null)
+            .await,
         Err(ClientError::AlreadyExists { .. })
     ));
     assert!(matches!(
@@ -303,8 +345,16 @@ async fn bad_requests_are_typed_errors_and_change_nothing() {
 #[tokio::test]
 async fn purge_removes_finished_instances_one_or_by_filter() {
     let h = test_hub();
-    let a = h.client.start("HelloSequence", None, Value::Null).await.unwrap();
-    let b = h.client.start("HelloSequence", None, Value::Null).await.unwrap();
+    let a = h
+        .client
+        .start("HelloSequence", None, Value::Null)
+        .await
+        .unwrap();
+    let b = h
+        .client
+        .start("HelloSequence", None, Value::Null)
+        .await
+        .unwrap();
     finish(&h.client, a.as_str(), 10).await;
     finish(&h.client, b.as_str(), 10).await;
     assert_eq!(h.client.purge(a.as_str()).await.unwrap(), 1);
