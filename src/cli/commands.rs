@@ -258,19 +258,24 @@ pub async fn delete_task_hub(args: DeleteTaskHubArgs) -> Result<String, CliError
 }
 
 fn confirm(hub: &str, count: u64) -> Result<bool, CliError> {
-    let mut err = std::io::stderr();
-    write!(
-        err,
+    let question = format!(
         "Delete task hub '{hub}' with its {count} instance{} and their history? [y/N] ",
         plural(count)
+    );
+    ask(
+        &question,
+        &mut std::io::stdin().lock(),
+        &mut std::io::stderr(),
     )
-    .and_then(|_| err.flush())
-    .map_err(anyhow::Error::from)?;
+    .map_err(|e| CliError::Other(e.into()))
+}
+
+/// Asks a yes/no question; anything but "y" or "yes" is no.
+fn ask(question: &str, input: &mut impl BufRead, out: &mut impl Write) -> std::io::Result<bool> {
+    write!(out, "{question}")?;
+    out.flush()?;
     let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(anyhow::Error::from)?;
+    input.read_line(&mut answer)?;
     Ok(matches!(
         answer.trim().to_ascii_lowercase().as_str(),
         "y" | "yes"
@@ -340,6 +345,22 @@ mod tests {
             } else {
                 vec![parse_status_list(statuses).unwrap()]
             },
+        }
+    }
+
+    #[test]
+    fn only_yes_confirms() {
+        for (answer, expected) in [
+            ("y\n", true),
+            ("YES\n", true),
+            ("n\n", false),
+            ("\n", false),
+            ("", false),
+        ] {
+            let mut out = Vec::new();
+            let yes = ask("Sure? ", &mut answer.as_bytes(), &mut out).unwrap();
+            assert_eq!(yes, expected, "{answer:?}");
+            assert_eq!(out, b"Sure? ");
         }
     }
 
