@@ -89,9 +89,9 @@ pub fn render_instances(page: &Page<InstanceRecord>, format: OutputFormat) -> St
                 instances_table(&page.items)
             };
             if let Some(token) = &page.continuation {
+                // On a line of its own, so it is easy to copy.
                 out.push_str(&format!(
-                    "\n\nMore instances match. Continuation token for the next page:\n{token}\n\
-                     (pass it as --continuation-token '{token}')"
+                    "\n\nContinuation token for the next page (pass it as --continuation-token):\n{token}"
                 ));
             }
             out
@@ -133,18 +133,33 @@ fn instances_table(items: &[InstanceRecord]) -> String {
         .join("\n")
 }
 
-/// Text: one line per event (time, event id, type, the facts that matter). JSON: the events with
-/// DTFx's field names, as Core Tools prints them.
+/// Text: one line per event (time, event id, type, the facts that matter), in stored order,
+/// without the OrchestratorStarted/OrchestratorCompleted markers that frame every episode (the
+/// Durable Functions status API drops them too). JSON: every event with DTFx's field names, as
+/// Core Tools prints them.
 pub fn render_history(events: &[HistoryEvent], format: OutputFormat) -> String {
     match format {
         OutputFormat::Json => render_json(&json!(events), format),
-        OutputFormat::Text if events.is_empty() => "No history.".to_string(),
-        OutputFormat::Text => events
-            .iter()
-            .map(history_line)
-            .collect::<Vec<_>>()
-            .join("\n"),
+        OutputFormat::Text => {
+            let lines: Vec<String> = events
+                .iter()
+                .filter(|e| !is_episode_marker(&e.kind))
+                .map(history_line)
+                .collect();
+            if lines.is_empty() {
+                "No history.".to_string()
+            } else {
+                lines.join("\n")
+            }
+        }
     }
+}
+
+fn is_episode_marker(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::OrchestratorStarted | EventKind::OrchestratorCompleted
+    )
 }
 
 fn history_line(e: &HistoryEvent) -> String {
@@ -212,7 +227,7 @@ fn event_details(kind: &EventKind) -> String {
         TimerFired { timer_id, fire_at } => {
             format!("timer #{timer_id} at {}", format_history_time(*fire_at))
         }
-        OrchestratorStarted | OrchestratorCompleted => String::new(),
+        OrchestratorStarted | OrchestratorCompleted => String::new(), // not shown in text
         EventSent {
             instance_id,
             name,
@@ -339,8 +354,10 @@ mod tests {
         assert!(lines[1].starts_with("a                 HelloSequence  Running"));
         assert!(lines[2].starts_with("a-much-longer-id  HelloSequence  Completed"));
         assert!(lines[1].ends_with("2018-02-28T05:18:49Z  2018-02-28T05:18:54Z"));
-        assert!(text.contains("\ntok123\n"), "{text}");
-        assert!(text.contains("--continuation-token 'tok123'"));
+        assert!(
+            text.ends_with("\n\nContinuation token for the next page (pass it as --continuation-token):\ntok123"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -370,6 +387,11 @@ mod tests {
     #[test]
     fn history_text_lists_events_with_their_facts() {
         let events = vec![
+            HistoryEvent::new(
+                -1,
+                t("2018-02-28T05:18:49Z"),
+                EventKind::OrchestratorStarted,
+            ),
             HistoryEvent::new(
                 -1,
                 t("2018-02-28T05:18:49.3452372Z"),
@@ -413,7 +435,8 @@ mod tests {
         assert_eq!(render_history(&[], OutputFormat::Text), "No history.");
 
         let v: Value = serde_json::from_str(&render_history(&events, OutputFormat::Json)).unwrap();
-        assert_eq!(v[1]["EventType"], "TaskScheduled");
-        assert_eq!(v[1]["Name"], "SayHello");
+        assert_eq!(v[0]["EventType"], "OrchestratorStarted");
+        assert_eq!(v[2]["EventType"], "TaskScheduled");
+        assert_eq!(v[2]["Name"], "SayHello");
     }
 }
