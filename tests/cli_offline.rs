@@ -411,6 +411,40 @@ fn delete_task_hub_removes_only_that_hub_and_counts_its_instances() {
     assert_eq!(v, json!({"taskHub": "Other", "instancesDeleted": 1}));
 }
 
+#[test]
+fn delete_task_hub_asks_first_on_a_terminal() {
+    let cli = Cli::new();
+    cli.start("HelloSequence", &["--id", "precious"]);
+    let Some(no) = cli.run_in_terminal("delete-task-hub", "n\n") else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
+    assert!(
+        no.stdout.contains(
+            "Delete task hub 'DurableFunctionsHub' with its 1 instance and their history? [y/N]"
+        ),
+        "{}",
+        no.stdout
+    );
+    assert!(no.stdout.contains("was not deleted"), "{}", no.stdout);
+    assert_eq!(no.code, 1);
+    assert_eq!(cli.status("precious")["runtimeStatus"], "Pending");
+
+    let yes = cli.run_in_terminal("delete-task-hub", "y\n").unwrap();
+    assert_eq!(yes.code, 0, "{}", yes.stdout);
+    assert!(
+        yes.stdout.contains("deleted: 1 instance with"),
+        "{}",
+        yes.stdout
+    );
+    cli.fails(&["get-runtime-status", "--id", "precious"], 3);
+
+    // --yes skips the question even on a terminal.
+    let skip = cli.run_in_terminal("delete-task-hub --yes", "").unwrap();
+    assert_eq!(skip.code, 0, "{}", skip.stdout);
+    assert!(!skip.stdout.contains("[y/N]"), "{}", skip.stdout);
+}
+
 // ---- where the hub and storage come from ----
 
 #[test]

@@ -2,8 +2,9 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -45,8 +46,33 @@ impl Cli {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskhub"));
-        cmd.args(args).current_dir(self.dir.path());
+        let mut cmd = self.command(env!("CARGO_BIN_EXE_taskhub"));
+        cmd.args(args);
+        finish(cmd.output().expect("the taskhub binary runs"))
+    }
+
+    /// Runs with stdin, stdout and stderr on a pseudo-terminal (through util-linux `script`),
+    /// typing `input`. Both outputs arrive in `stdout`. `None` when `script` is not installed.
+    pub fn run_in_terminal(&self, args: &str, input: &str) -> Option<Run> {
+        let line = format!("{} {args}", env!("CARGO_BIN_EXE_taskhub"));
+        let mut cmd = self.command("script");
+        cmd.args(["-qec", &line, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().ok()?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        Some(finish(child.wait_with_output().unwrap()))
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(self.dir.path());
         // The caller's environment must not choose the hub or storage for the test.
         for (name, _) in std::env::vars() {
             if name.starts_with("TASKHUB_") || name == "AzureWebJobsStorage" || name == "RUST_LOG" {
@@ -56,16 +82,7 @@ impl Cli {
         for (n, v) in &self.env {
             cmd.env(n, v);
         }
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().expect("the taskhub binary runs");
-        Run {
-            code: status.code().expect("exited normally"),
-            stdout: String::from_utf8(stdout).unwrap(),
-            stderr: String::from_utf8(stderr).unwrap(),
-        }
+        cmd
     }
 
     /// Runs, asserts exit 0, returns stdout.
@@ -145,6 +162,19 @@ impl Cli {
     /// Waits until the instance has the given runtime status.
     pub fn until_status(&self, id: &str, secs: u64, status: &str) -> Value {
         self.until(id, secs, |s| s["runtimeStatus"] == status)
+    }
+}
+
+fn finish(output: Output) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = output;
+    Run {
+        code: status.code().expect("exited normally"),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
 }
 
