@@ -23,12 +23,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    run_server(config).await
+    Ok(run_server(config).await?)
 }
 
-// Stands in for `crate::http::run_server` until the HTTP server is merged.
-async fn run_server(_config: Config) -> Result<(), CliError> {
-    Err(CliError::Other(anyhow::anyhow!(
-        "the HTTP server is not built yet"
-    )))
+// Stands in for `crate::http::run_server` (same signature) until the HTTP server is merged.
+async fn run_server(_config: Config) -> anyhow::Result<()> {
+    anyhow::bail!("the HTTP server is not built yet")
 }
