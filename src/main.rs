@@ -1,5 +1,6 @@
 //! The `taskhub` binary: the library's command line with the built-in samples registered.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -24,5 +25,6 @@ fn init_tracing(serving: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
