@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::error::CliError;
 use crate::config::Config;
+use crate::http::run_server;
 
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct ServeArgs {
@@ -24,9 +25,4 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         config.listen = listen;
     }
     Ok(run_server(config).await?)
-}
-
-// Stands in for `crate::http::run_server` (same signature) until the HTTP server is merged.
-async fn run_server(_config: Config) -> anyhow::Result<()> {
-    anyhow::bail!("the HTTP server is not built yet")
 }
