@@ -2,51 +2,31 @@
 //!
 //! Renderers return the whole text to print, so they can be tested without a terminal.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::args::OutputFormat;
+use crate::api::status::StatusResponse;
 use crate::model::{format_history_time, format_status_time, EventKind, HistoryEvent};
 use crate::store::{InstanceRecord, Page};
 
 /// Longest payload shown in a text history line; `--output json` shows all of it.
 const TEXT_PAYLOAD_MAX: usize = 80;
 
-/// Stored JSON text back into JSON, as the Durable Functions status object does: text that is
-/// not valid JSON becomes a JSON string, whitespace-only text becomes `""`, absent is `null`.
-pub fn json_text_value(text: Option<&str>) -> Value {
-    match text {
-        None => Value::Null,
-        Some(t) if t.trim().is_empty() => Value::String(String::new()),
-        Some(t) => serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_string())),
-    }
-}
-
-/// The Durable Functions status object, keys in its order. `input` and `output` appear only
-/// when asked for (Core Tools' `--show-input` / `--show-output`).
+/// The Durable Functions status object ([`StatusResponse`], its keys in its order), with
+/// `input` and `output` present only when asked for (Core Tools' `--show-input` /
+/// `--show-output`).
 pub fn status_object(rec: &InstanceRecord, show_input: bool, show_output: bool) -> Value {
-    let mut o = Map::new();
-    o.insert("name".into(), json!(rec.name));
-    o.insert("instanceId".into(), json!(rec.instance_id));
-    o.insert("runtimeStatus".into(), json!(rec.runtime_status.as_str()));
-    if show_input {
-        o.insert("input".into(), json_text_value(rec.input.as_deref()));
+    let mut v = serde_json::to_value(StatusResponse::from_record(rec, show_input))
+        .expect("a status object always serializes");
+    let o = v.as_object_mut().expect("a status object is a JSON object");
+    // shift_remove keeps the order of the other keys.
+    if !show_input {
+        o.shift_remove("input");
     }
-    o.insert(
-        "customStatus".into(),
-        json_text_value(rec.custom_status.as_deref()),
-    );
-    if show_output {
-        o.insert("output".into(), json_text_value(rec.output.as_deref()));
+    if !show_output {
+        o.shift_remove("output");
     }
-    o.insert(
-        "createdTime".into(),
-        json!(format_status_time(rec.created_time)),
-    );
-    o.insert(
-        "lastUpdatedTime".into(),
-        json!(format_status_time(rec.last_updated_time)),
-    );
-    Value::Object(o)
+    v
 }
 
 /// Text: the status object pretty-printed (what Core Tools prints). JSON: the same, on one line.
@@ -276,17 +256,6 @@ mod tests {
             completed_time: None,
             parent_instance_id: None,
         }
-    }
-
-    #[test]
-    fn stored_text_becomes_json_like_the_status_object() {
-        assert_eq!(json_text_value(None), Value::Null);
-        assert_eq!(json_text_value(Some("  ")), json!(""));
-        assert_eq!(json_text_value(Some("[1,2]")), json!([1, 2]));
-        assert_eq!(
-            json_text_value(Some("Orchestrator function 'X' failed: boom")),
-            json!("Orchestrator function 'X' failed: boom")
-        );
     }
 
     #[test]
