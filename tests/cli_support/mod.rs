@@ -70,7 +70,7 @@ impl Cli {
         Some(finish(child.wait_with_output().unwrap()))
     }
 
-    fn command(&self, program: &str) -> Command {
+    pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
         cmd.current_dir(self.dir.path());
         // The caller's environment must not choose the hub or storage for the test.
