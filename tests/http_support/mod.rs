@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
-use taskhub::config::Config;
+use taskhub::config::{Config, ExecutorConfig};
 use taskhub::http::{serve, AppState, V1_PREFIX, V2_PREFIX};
 use taskhub::runtime::Runtime;
 use taskhub::samples;
@@ -32,10 +32,15 @@ pub async fn spawn_app() -> TestApp {
 /// With config changes. The connection setting `Other` names a second SQLite file.
 pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.sqlite_path = dir.path().join("taskhub.db");
-    config.executor.orchestration_workers = 4;
-    config.executor.activity_workers = 4;
+    let mut config = Config {
+        sqlite_path: dir.path().join("taskhub.db"),
+        executor: ExecutorConfig {
+            enabled: true,
+            orchestration_workers: 4,
+            activity_workers: 4,
+        },
+        ..Config::default()
+    };
     configure(&mut config);
     let other = format!("sqlite:{}", dir.path().join("other.db").display());
     let storage = Storage::with_env(
