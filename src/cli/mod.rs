@@ -70,6 +70,9 @@ pub enum DurableCommand {
     /// Retrieve the status of the specified orchestration instance.
     GetRuntimeStatus(GetRuntimeStatusArgs),
     /// Retrieve the history of the specified orchestration instance.
+    ///
+    /// Text lists the events one per line, without the OrchestratorStarted/OrchestratorCompleted
+    /// markers of each episode; --output json prints every stored event with DTFx's field names.
     GetHistory(GetHistoryArgs),
     /// Retrieve the status of all orchestration instances. Supports paging via 'top' and
     /// filtering by creation time and runtime status.
