@@ -4,6 +4,7 @@
 //! - [`store`]: the one storage seam ([`store::Store`]) and its backends.
 
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod engine;
