@@ -415,10 +415,9 @@ fn delete_task_hub_removes_only_that_hub_and_counts_its_instances() {
 fn delete_task_hub_asks_first_on_a_terminal() {
     let cli = Cli::new();
     cli.start("HelloSequence", &["--id", "precious"]);
-    let Some(no) = cli.run_in_terminal("delete-task-hub", "n\n") else {
-        eprintln!("skipped: util-linux `script` is not installed");
-        return;
-    };
+    let no = cli
+        .run_in_terminal("delete-task-hub", "n\n")
+        .expect("this test needs util-linux `script` (Debian package bsdutils)");
     assert!(
         no.stdout.contains(
             "Delete task hub 'DurableFunctionsHub' with its 1 instance and their history? [y/N]"
