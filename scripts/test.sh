@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as README gives it: starts what the tests need, runs every test, stops it.
-# The Azure Storage backend's tests need the Azurite emulator (from npm, pinned in package.json).
+#   1. cargo's tests (unit, integration: real server over HTTP, real CLI binary, real SQLite files,
+#      the Azure Storage backend on the Azurite emulator, pinned in package.json)
+#   2. the unmodified npm `durable-functions` client against a live server
+#   3. schemathesis against the live server, checked with openapi.yaml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,3 +12,5 @@ cd "$(dirname "$0")/.."
 trap './scripts/azurite.sh stop' EXIT
 
 cargo test --all-targets "$@"
+scripts/compat-npm.sh
+scripts/schemathesis.sh

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use taskhub::client::Client;
-use taskhub::config::Config;
+use taskhub::config::{Config, ExecutorConfig};
 use taskhub::runtime::Runtime;
 use taskhub::samples;
 use taskhub::storage::Storage;
@@ -30,10 +30,15 @@ pub fn test_hub() -> TestHub {
 }
 
 pub fn test_hub_at(db: &Path) -> (Runtime, Client) {
-    let mut config = Config::default();
-    config.sqlite_path = db.to_path_buf();
-    config.executor.orchestration_workers = 4;
-    config.executor.activity_workers = 4;
+    let config = Config {
+        sqlite_path: db.to_path_buf(),
+        executor: ExecutorConfig {
+            enabled: true,
+            orchestration_workers: 4,
+            activity_workers: 4,
+        },
+        ..Config::default()
+    };
     let storage = Storage::with_env(&config.connection_setting, &config.sqlite_path, |_| None);
     let runtime = Runtime::with_storage(&config, samples::registry(), storage);
     let client = runtime.client(None, None).unwrap();
