@@ -17,6 +17,19 @@ use taskhub::store::azure::messages::{self, Encoding, Parsed};
 use taskhub::store::azure::AzureOptions;
 use taskhub::store::{InstanceFilter, InstanceQuery, NewInstance, ReusePolicy, Store};
 
+/// The shared store conformance suite, one test per check, each on fresh hubs in Azurite.
+async fn azure_factory() -> taskhub::store::conformance::Factory {
+    azure::require_azurite();
+    std::sync::Arc::new(|hub: String| {
+        Box::pin(async move {
+            taskhub::store::azure::AzureStore::open(azure::CONN, &hub, AzureOptions::default())
+                .unwrap() as std::sync::Arc<dyn Store>
+        })
+    })
+}
+
+taskhub::store_conformance_tests!(azure_factory);
+
 fn new_instance(id: &str, name: &str, input: Option<&str>) -> NewInstance {
     NewInstance {
         instance_id: InstanceId::parse(id).unwrap(),

@@ -64,8 +64,16 @@ fn new_instance(id: &str, name: &str, created: DateTime<Utc>) -> NewInstance {
     }
 }
 
+/// Now, at the precision every backend keeps: the Durable Task Framework's 100 ns tick (the
+/// Azure Storage layout stores times as .NET ticks, 7 fraction digits).
+fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    let nanos = t.timestamp_subsec_nanos();
+    t - chrono::Duration::nanoseconds(i64::from(nanos % 100))
+}
+
 fn event(kind: EventKind) -> HistoryEvent {
-    HistoryEvent::unscheduled(kind)
+    HistoryEvent::new(-1, now(), kind)
 }
 
 fn raised(name: &str) -> HistoryEvent {
@@ -96,8 +104,8 @@ fn state_of(item: &OrchestrationWorkItem, status: RuntimeStatus) -> InstanceStat
         output: status.is_terminal().then(|| "\"done\"".to_owned()),
         custom_status: None,
         created_time: row.created_time,
-        last_updated_time: Utc::now(),
-        completed_time: status.is_terminal().then(Utc::now),
+        last_updated_time: now(),
+        completed_time: status.is_terminal().then(now),
         parent_instance_id: row.parent_instance_id.clone(),
     }
 }
@@ -647,7 +655,7 @@ pub async fn timers_fire_on_time(make: Factory) {
         .await
         .unwrap();
     let item = lock(&*store).await;
-    let fire_at = Utc::now() + chrono::Duration::milliseconds(1500);
+    let fire_at = now() + chrono::Duration::milliseconds(1500);
     let fired = event(EventKind::TimerFired {
         timer_id: 0,
         fire_at,
@@ -670,7 +678,7 @@ pub async fn timers_fire_on_time(make: Factory) {
 
     // A scheduled start waits as well.
     let mut later = new_instance("s", "N", at(0));
-    let start_at = Utc::now() + chrono::Duration::milliseconds(1000);
+    let start_at = now() + chrono::Duration::milliseconds(1000);
     later.scheduled_start_time = Some(start_at);
     store
         .create_instance(later, ReusePolicy::ReplaceTerminal)
@@ -698,7 +706,7 @@ pub async fn timers_fire_on_time(make: Factory) {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let fire_at = Utc::now() + chrono::Duration::milliseconds(1000);
+    let fire_at = now() + chrono::Duration::milliseconds(1000);
     store
         .send_message(OrchestrationMessage {
             visible_at: Some(fire_at),
@@ -817,7 +825,7 @@ pub async fn activities_deliver_results(make: Factory) {
         RuntimeStatus::Running,
         vec![HistoryEvent::new(
             0,
-            Utc::now(),
+            now(),
             EventKind::TaskScheduled {
                 name: "SayHello".into(),
                 input: Some("\"Tokyo\"".into()),
@@ -841,7 +849,7 @@ pub async fn activities_deliver_results(make: Factory) {
         .is_none());
     let result = HistoryEvent::new(
         -1,
-        Utc::now(),
+        now(),
         EventKind::TaskCompleted {
             task_scheduled_id: 0,
             result: Some("\"Hello Tokyo!\"".into()),

@@ -17,7 +17,8 @@ pub struct Activities {
     /// Messages fetched in a batch, waiting for a worker (already hidden for the lock time).
     buffer: Mutex<VecDeque<(Received, tokio::time::Instant)>>,
     fetching: tokio::sync::Mutex<()>,
-    locks: Mutex<HashMap<String, Received>>,
+    /// Locked work items: the message and when its lock lapses.
+    locks: Mutex<HashMap<String, (Received, tokio::time::Instant)>>,
 }
 
 impl Activities {
@@ -59,7 +60,8 @@ impl Activities {
                             input,
                             attempt: data.attempt.unwrap_or(1),
                         };
-                        self.locks.lock().unwrap().insert(token.clone(), r);
+                        let until = tokio::time::Instant::now() + lock_for;
+                        self.locks.lock().unwrap().insert(token.clone(), (r, until));
                         return Ok(Some(ActivityWorkItem {
                             lock_token: token,
                             request,
@@ -104,13 +106,17 @@ impl Activities {
         None
     }
 
+    /// The locked message, unless the lock lapsed (the activity may be running elsewhere now).
     fn get(&self, item: &ActivityWorkItem) -> StoreResult<Received> {
-        self.locks
-            .lock()
-            .unwrap()
-            .get(&item.lock_token)
-            .cloned()
-            .ok_or(StoreError::LockLost)
+        let mut locks = self.locks.lock().unwrap();
+        match locks.get(&item.lock_token) {
+            Some((r, until)) if *until > tokio::time::Instant::now() => Ok(r.clone()),
+            Some(_) => {
+                locks.remove(&item.lock_token);
+                Err(StoreError::LockLost)
+            }
+            None => Err(StoreError::LockLost),
+        }
     }
 
     /// Sends the result to the orchestration, then deletes the work item (DTFx's order: a crash
@@ -139,7 +145,7 @@ impl Activities {
     }
 
     pub async fn abandon(&self, item: &ActivityWorkItem, retry_after: Duration) -> StoreResult<()> {
-        let Some(r) = self.locks.lock().unwrap().remove(&item.lock_token) else {
+        let Some((r, _)) = self.locks.lock().unwrap().remove(&item.lock_token) else {
             return Ok(());
         };
         self.hub
@@ -159,7 +165,8 @@ impl Activities {
         {
             Some(pop) => {
                 if let Some(l) = self.locks.lock().unwrap().get_mut(&item.lock_token) {
-                    l.pop_receipt = pop;
+                    l.0.pop_receipt = pop;
+                    l.1 = tokio::time::Instant::now() + lock_for;
                 }
                 Ok(())
             }

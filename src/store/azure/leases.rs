@@ -37,7 +37,7 @@ impl PartitionManager {
     }
 
     /// Runs until `stop` turns true; releases owned partitions on the way out.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: watch::Receiver<bool>, ready: watch::Sender<bool>) {
         let mut owned: HashMap<u32, Owned> = HashMap::new();
         let interval = (self.hub.opts.lease_duration / 3).max(Duration::from_millis(500));
         let mut ensured = false;
@@ -48,6 +48,7 @@ impl PartitionManager {
             if let Err(e) = self.tick(&mut owned).await {
                 tracing::warn!(hub = %self.hub.name, error = %e, "partition lease pass failed");
             }
+            let _ = ready.send(true);
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = stop.changed() => break,

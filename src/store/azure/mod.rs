@@ -25,6 +25,7 @@ pub mod keys;
 mod leases;
 pub mod messages;
 pub mod options;
+mod query;
 pub mod queues;
 mod rewind;
 mod sessions;

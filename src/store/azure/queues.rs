@@ -9,9 +9,14 @@ use chrono::{DateTime, Utc};
 
 use super::error::AzError;
 
-/// Whole seconds, rounded up: a timer must never become visible early.
+/// Whole seconds, never early: rounded up, plus one because the service keeps
+/// `TimeNextVisible` in whole seconds (Azurite truncates "now", so a 1 s timeout can end at
+/// once). A timer or a delayed retry must never become visible before its time.
 fn ceil_secs(d: Duration) -> Duration {
-    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+    if d.is_zero() {
+        return d;
+    }
+    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0) + 1)
 }
 
 /// Azure caps visibility timeouts at 7 days.
@@ -120,7 +125,7 @@ impl Queue {
             .client
             .pop_receipt_client(PopReceipt::new(id.to_string(), pop_receipt.to_string()));
         match c
-            .update(text.to_string(), visibility.min(MAX_VISIBILITY))
+            .update(text.to_string(), ceil_secs(visibility).min(MAX_VISIBILITY))
             .await
         {
             Ok(r) => Ok(Some(r.pop_receipt)),

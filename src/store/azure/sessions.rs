@@ -21,11 +21,26 @@ pub struct Held {
     pub hidden_until: Instant,
 }
 
+/// A work item's hold on its instance: its token and when it lapses.
+#[derive(Clone, Debug)]
+struct Lock {
+    token: String,
+    until: Instant,
+}
+
 #[derive(Default)]
 struct Session {
     pending: Vec<Held>,
-    locked: bool,
+    lock: Option<Lock>,
     queued: bool,
+}
+
+impl Session {
+    /// A lock that ran out no longer counts: its worker hung or died, and its messages have
+    /// become visible again too.
+    fn locked(&self, now: Instant) -> bool {
+        self.lock.as_ref().is_some_and(|l| l.until > now)
+    }
 }
 
 #[derive(Default)]
@@ -42,20 +57,21 @@ pub struct Sessions {
 
 /// Messages held less than this before their visibility runs out are not handed out: another
 /// worker may already see them.
-const SAFETY: Duration = Duration::from_secs(5);
+const SAFETY: Duration = Duration::from_millis(500);
 
 impl Sessions {
     /// Adds fetched messages; a message fetched again (its visibility ran out) replaces the old
     /// copy, whose pop receipt is no longer valid.
     pub fn add(&self, held: Vec<Held>) {
         let mut s = self.state.lock().unwrap();
+        let now = Instant::now();
         let mut woke = false;
         for h in held {
             let id = h.data.instance_id.clone();
             let session = s.sessions.entry(id.clone()).or_default();
             session.pending.retain(|p| p.received.id != h.received.id);
             session.pending.push(h);
-            if !session.locked && !session.queued {
+            if !session.locked(now) && !session.queued {
                 session.queued = true;
                 s.ready.push_back(id);
                 woke = true;
@@ -82,6 +98,7 @@ impl Sessions {
     /// they can be made visible to the new owner at once.
     pub fn drop_partition(&self, partition: u32) -> Vec<Held> {
         let mut s = self.state.lock().unwrap();
+        let now = Instant::now();
         let mut dropped = Vec::new();
         for session in s.sessions.values_mut() {
             let (gone, keep) = std::mem::take(&mut session.pending)
@@ -90,25 +107,31 @@ impl Sessions {
             session.pending = keep;
             dropped.extend::<Vec<Held>>(gone);
         }
-        s.sessions.retain(|_, x| x.locked || !x.pending.is_empty());
+        s.sessions
+            .retain(|_, x| x.locked(now) || !x.pending.is_empty());
         dropped
     }
 
-    /// Locks the next instance with messages, waiting up to `wait`.
-    pub async fn lock_next(&self, wait: Duration) -> Option<(String, Vec<Held>)> {
+    /// Locks the next instance with messages for `lock_for`, waiting up to `wait`. Returns the
+    /// instance, the lock token and the messages.
+    pub async fn lock_next(
+        &self,
+        wait: Duration,
+        lock_for: Duration,
+    ) -> Option<(String, String, Vec<Held>)> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.notify.notified();
-            if let Some(found) = self.try_lock_next() {
+            if let Some(found) = self.try_lock_next(lock_for) {
                 return Some(found);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.try_lock_next();
+                return self.try_lock_next(lock_for);
             }
         }
     }
 
-    fn try_lock_next(&self) -> Option<(String, Vec<Held>)> {
+    fn try_lock_next(&self, lock_for: Duration) -> Option<(String, String, Vec<Held>)> {
         let mut s = self.state.lock().unwrap();
         let now = Instant::now();
         while let Some(id) = s.ready.pop_front() {
@@ -117,20 +140,50 @@ impl Sessions {
             };
             session.queued = false;
             session.pending.retain(|h| h.hidden_until > now + SAFETY);
-            if session.locked || session.pending.is_empty() {
+            if session.locked(now) || session.pending.is_empty() {
                 continue;
             }
-            session.locked = true;
+            let token = crate::model::new_guid_n();
+            session.lock = Some(Lock {
+                token: token.clone(),
+                until: now + lock_for,
+            });
             let mut messages = std::mem::take(&mut session.pending);
             // DTFx order: queue insertion time, then the sender's sequence number.
             messages.sort_by_key(|h| (h.received.inserted, h.data.sequence_number));
-            return Some((id, messages));
+            return Some((id, token, messages));
         }
         None
     }
 
+    /// Whether `token` still holds the instance (it did not lapse or get taken over).
+    pub fn holds(&self, instance_id: &str, token: &str) -> bool {
+        let s = self.state.lock().unwrap();
+        s.sessions
+            .get(instance_id)
+            .and_then(|x| x.lock.as_ref())
+            .is_some_and(|l| l.token == token && l.until > Instant::now())
+    }
+
+    /// Extends a lock; false when it is no longer held.
+    pub fn renew(&self, instance_id: &str, token: &str, lock_for: Duration) -> bool {
+        let mut s = self.state.lock().unwrap();
+        let now = Instant::now();
+        match s
+            .sessions
+            .get_mut(instance_id)
+            .and_then(|x| x.lock.as_mut())
+        {
+            Some(l) if l.token == token && l.until > now => {
+                l.until = now + lock_for;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Returns messages of a work item that could not be built, and unlocks the instance.
-    pub fn put_back(&self, instance_id: &str, held: Vec<Held>) {
+    pub fn put_back(&self, instance_id: &str, token: &str, held: Vec<Held>) {
         {
             let mut s = self.state.lock().unwrap();
             if let Some(session) = s.sessions.get_mut(instance_id) {
@@ -144,15 +197,16 @@ impl Sessions {
                     .extend(held.into_iter().filter(|h| !known.contains(&h.received.id)));
             }
         }
-        self.unlock(instance_id);
+        self.unlock(instance_id, token);
     }
 
     /// Ends a work item: the instance may be handed out again if messages arrived meanwhile.
-    pub fn unlock(&self, instance_id: &str) {
+    /// A token that no longer holds the instance changes nothing.
+    pub fn unlock(&self, instance_id: &str, token: &str) {
         let mut s = self.state.lock().unwrap();
         let requeue = match s.sessions.get_mut(instance_id) {
-            Some(session) => {
-                session.locked = false;
+            Some(session) if session.lock.as_ref().is_some_and(|l| l.token == token) => {
+                session.lock = None;
                 if session.pending.is_empty() {
                     s.sessions.remove(instance_id);
                     false
@@ -163,7 +217,7 @@ impl Sessions {
                     false
                 }
             }
-            None => false,
+            _ => false,
         };
         if requeue {
             s.ready.push_back(instance_id.to_string());

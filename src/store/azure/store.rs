@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine;
 use chrono::Utc;
 use futures::StreamExt;
 use tokio::sync::{broadcast, OnceCell};
@@ -16,8 +15,9 @@ use super::connection::Account;
 use super::entities::{self, get_i32, Entity};
 use super::history::{self, Loaded};
 use super::hub::Hub;
-use super::keys::{self, escape_partition_key, odata_str};
+use super::keys::escape_partition_key;
 use super::options::AzureOptions;
+use super::query;
 use super::rewind;
 use super::sessions::Held;
 use super::tables::row_etag;
@@ -81,7 +81,7 @@ impl AzureStore {
         self.worker
             .get_or_try_init(|| async move {
                 hub.partition_count().await?;
-                Ok::<_, StoreError>(Worker::start(hub))
+                Ok::<_, StoreError>(Worker::start(hub).await)
             })
             .await
             .cloned()
@@ -167,56 +167,134 @@ impl AzureStore {
         Ok(deleted as u64)
     }
 
-    fn filter_expr(&self, f: &InstanceFilter, after: Option<&str>) -> String {
-        let mut parts = vec!["RowKey eq ''".to_string()];
-        if let Some(t) = f.created_from {
-            parts.push(format!(
-                "CreatedTime ge datetime'{}'",
-                super::dtfx::format_time(t)
-            ));
-        }
-        if let Some(t) = f.created_to {
-            parts.push(format!(
-                "CreatedTime le datetime'{}'",
-                super::dtfx::format_time(t)
-            ));
-        }
-        if !f.statuses.is_empty() {
-            let or: Vec<String> = f
-                .statuses
-                .iter()
-                .map(|s| format!("RuntimeStatus eq '{s}'"))
-                .collect();
-            parts.push(format!("({})", or.join(" or ")));
-        }
-        if let Some(p) = f.instance_id_prefix.as_deref().filter(|p| !p.is_empty()) {
-            let esc = escape_partition_key(p);
-            parts.push(format!("PartitionKey ge {}", odata_str(&esc)));
-            if let Some(hi) = keys::prefix_upper_bound(&esc) {
-                parts.push(format!("PartitionKey lt {}", odata_str(&hi)));
-            }
-        }
-        if let Some(n) = &f.name {
-            parts.push(format!("Name eq {}", odata_str(n)));
-        }
-        if let Some(a) = after {
-            parts.push(format!("PartitionKey gt {}", odata_str(a)));
-        }
-        // Durable entities (`@name@key`) are not orchestrations.
-        parts.push("(PartitionKey lt '@' or PartitionKey ge 'A')".into());
-        parts
-            .into_iter()
-            .map(|p| format!("({p})"))
-            .collect::<Vec<_>>()
-            .join(" and ")
-    }
-
     fn take_lock(&self, token: &str) -> StoreResult<OrchLock> {
         self.locks
             .lock()
             .unwrap()
             .remove(token)
             .ok_or(StoreError::LockLost)
+    }
+
+    /// One attempt: `Ok(None)` when nothing came within `wait` or the instance it got had
+    /// nothing to run (stale or early messages, set aside).
+    async fn lock_once(
+        &self,
+        lock_for: Duration,
+        wait: Duration,
+    ) -> StoreResult<Option<Option<OrchestrationWorkItem>>> {
+        let worker = self.worker().await?;
+        let Some((instance_id, token, mut messages)) =
+            worker.sessions.lock_next(wait, lock_for).await
+        else {
+            return Ok(None);
+        };
+        // The queue's visibility timeout is the lock other processes see: match it to lock_for.
+        if let Err(e) = self.hide_for(&mut messages, lock_for).await {
+            worker.sessions.put_back(&instance_id, &token, messages);
+            return Err(e);
+        }
+        let loaded = async {
+            let row = self.hub.read_row(&instance_id).await?;
+            let mut loaded = history::load(&self.hub, &instance_id).await?;
+            current_execution_only(&mut loaded, row.as_ref());
+            let record = match &row {
+                Some(r) => Some(self.hub.record(r, true).await?),
+                None => None,
+            };
+            Ok::<_, StoreError>((row, loaded, record))
+        }
+        .await;
+        let (row, loaded, record) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                worker.sessions.put_back(&instance_id, &token, messages);
+                return Err(e);
+            }
+        };
+        let (messages, obsolete) = split_obsolete(row.as_ref(), messages);
+        if !obsolete.is_empty() {
+            let futs = obsolete.iter().map(|h| {
+                let q = self.hub.control_queue(h.partition);
+                async move {
+                    q.delete_message(&h.received.id, &h.received.pop_receipt)
+                        .await
+                }
+            });
+            for r in futures::future::join_all(futs).await {
+                r?;
+            }
+        }
+        if messages.is_empty() {
+            worker.sessions.unlock(&instance_id, &token);
+            return Ok(Some(None));
+        }
+        if start_not_visible_yet(row.as_ref(), &messages) {
+            // The client enqueues before it writes the row (DTFx's order): retry shortly, as
+            // DTFx does, instead of letting the executor discard the start.
+            let lock = OrchLock {
+                instance_id: instance_id.clone(),
+                messages,
+                loaded,
+                row,
+            };
+            self.release_messages(&lock, Duration::from_secs(1)).await;
+            worker.sessions.unlock(&instance_id, &token);
+            return Ok(Some(None));
+        }
+        let item = OrchestrationWorkItem {
+            instance_id: instance_id.clone(),
+            lock_token: token.clone(),
+            instance: record,
+            history: Arc::new(loaded.events.clone()),
+            messages: messages
+                .iter()
+                .map(|h| OrchestrationMessage {
+                    instance_id: h.data.instance_id.clone(),
+                    execution_id: h.data.execution_id.clone(),
+                    event: h.data.event.clone(),
+                    visible_at: super::worker::due_time(&h.data.event.kind),
+                })
+                .collect(),
+        };
+        self.locks.lock().unwrap().insert(
+            token,
+            OrchLock {
+                instance_id,
+                messages,
+                loaded,
+                row,
+            },
+        );
+        Ok(Some(Some(item)))
+    }
+
+    /// Hides held messages for `lock_for` from now (skipped when they already are, give or
+    /// take a second); `LockLost` when one was redelivered meanwhile.
+    async fn hide_for(&self, held: &mut [Held], lock_for: Duration) -> StoreResult<()> {
+        let target = std::time::Instant::now() + lock_for;
+        for h in held.iter_mut() {
+            let diff = if h.hidden_until > target {
+                h.hidden_until - target
+            } else {
+                target - h.hidden_until
+            };
+            if diff <= Duration::from_secs(1) {
+                continue;
+            }
+            let q = self.hub.control_queue(h.partition);
+            let r = &h.received;
+            match q
+                .set_visibility(&r.id, &r.pop_receipt, &r.text, lock_for)
+                .await?
+            {
+                Some(pop) => {
+                    h.received.pop_receipt = pop;
+                    h.hidden_until = target;
+                }
+                None => return Err(StoreError::LockLost),
+            }
+        }
+        Ok(())
     }
 
     async fn release_messages(&self, lock: &OrchLock, visibility: Duration) {
@@ -231,6 +309,32 @@ impl AzureStore {
         });
         futures::future::join_all(futs).await;
     }
+}
+
+/// Splits off messages a DTFx worker drops before running anything: starts of an execution the
+/// row has moved past (same or older generation), and everything for an instance with neither a
+/// row nor a start (it was purged; queue messages cannot be deleted by instance).
+fn split_obsolete(row: Option<&Entity>, messages: Vec<Held>) -> (Vec<Held>, Vec<Held>) {
+    let is_start = |h: &Held| matches!(h.data.event.kind, EventKind::ExecutionStarted { .. });
+    let Some(row) = row else {
+        return if messages.iter().any(is_start) {
+            (messages, Vec::new())
+        } else {
+            (Vec::new(), messages)
+        };
+    };
+    let row_exec = entities::get_str(row, "ExecutionId").unwrap_or_default();
+    let row_gen = get_i32(row, "Generation").unwrap_or(0);
+    messages
+        .into_iter()
+        .partition(|h| match &h.data.event.kind {
+            EventKind::ExecutionStarted {
+                execution_id,
+                generation,
+                ..
+            } => *execution_id == row_exec || *generation > row_gen,
+            _ => true,
+        })
 }
 
 /// A start whose Instances row is not written yet: no row, or the row of an older generation.
@@ -259,19 +363,6 @@ fn current_execution_only(loaded: &mut Loaded, row: Option<&Entity>) {
     if row_exec.is_some() && row_exec != loaded.execution_id {
         loaded.events.clear();
     }
-}
-
-fn encode_token(key: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("pk:{key}"))
-}
-
-fn decode_token(token: &str) -> StoreResult<String> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("pk:").map(str::to_string))
-        .ok_or(StoreError::InvalidContinuationToken)
 }
 
 #[async_trait]
@@ -329,29 +420,21 @@ impl Store for AzureStore {
     }
 
     async fn query_instances(&self, q: &InstanceQuery) -> StoreResult<Page<InstanceRecord>> {
-        let after = q.continuation.as_deref().map(decode_token).transpose()?;
+        let after = q
+            .continuation
+            .as_deref()
+            .map(query::decode_token)
+            .transpose()?;
         let size = q.page_size.max(1);
-        // One row more than the page tells whether another page exists.
-        let rows = self
-            .hub
-            .instances
-            .query(
-                Some(self.filter_expr(&q.filter, after.as_deref())),
-                Some(size + 1),
-            )
-            .await?;
+        let rows = query::scan(&self.hub, &q.filter, after.as_ref()).await?;
         let more = rows.len() > size;
         let mut items = Vec::with_capacity(size.min(rows.len()));
         for row in rows.iter().take(size) {
             items.push(self.hub.record(row, q.include_input).await?);
         }
         let continuation = more
-            .then(|| {
-                rows.get(size - 1)
-                    .and_then(|r| entities::get_str(r, "PartitionKey"))
-            })
-            .flatten()
-            .map(|k| encode_token(&k));
+            .then(|| rows.get(size - 1).map(query::encode_token))
+            .flatten();
         Ok(Page {
             items,
             continuation,
@@ -373,13 +456,10 @@ impl Store for AzureStore {
     }
 
     async fn purge_instances(&self, f: &InstanceFilter, limit: usize) -> StoreResult<PurgeResult> {
-        let rows = self
-            .hub
-            .instances
-            .query(Some(self.filter_expr(f, None)), Some(limit.max(1)))
-            .await?;
+        let rows = query::scan(&self.hub, f, None).await?;
         let ids: Vec<String> = rows
             .iter()
+            .take(limit.max(1))
             .map(|r| entities::record_from_row(r).instance_id)
             .collect();
         let results: Vec<StoreResult<u64>> = futures::stream::iter(ids.clone())
@@ -399,70 +479,18 @@ impl Store for AzureStore {
 
     async fn lock_next_orchestration(
         &self,
-        _lock_for: Duration,
+        lock_for: Duration,
         wait: Duration,
     ) -> StoreResult<Option<OrchestrationWorkItem>> {
-        let worker = self.worker().await?;
-        let Some((instance_id, messages)) = worker.sessions.lock_next(wait).await else {
-            return Ok(None);
-        };
-        let loaded = async {
-            let row = self.hub.read_row(&instance_id).await?;
-            let mut loaded = history::load(&self.hub, &instance_id).await?;
-            current_execution_only(&mut loaded, row.as_ref());
-            let record = match &row {
-                Some(r) => Some(self.hub.record(r, true).await?),
-                None => None,
-            };
-            Ok::<_, StoreError>((row, loaded, record))
-        }
-        .await;
-        let (row, loaded, record) = match loaded {
-            Ok(x) => x,
-            Err(e) => {
-                worker.sessions.put_back(&instance_id, messages);
-                return Err(e);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.lock_once(lock_for, left).await? {
+                Some(Some(item)) => return Ok(Some(item)),
+                Some(None) if !left.is_zero() => continue,
+                _ => return Ok(None),
             }
-        };
-        if start_not_visible_yet(row.as_ref(), &messages) {
-            // The client enqueues before it writes the row (DTFx's order): retry shortly, as
-            // DTFx does, instead of letting the executor discard the start.
-            let lock = OrchLock {
-                instance_id: instance_id.clone(),
-                messages,
-                loaded,
-                row,
-            };
-            self.release_messages(&lock, Duration::from_secs(1)).await;
-            worker.sessions.unlock(&instance_id);
-            return Ok(None);
         }
-        let token = crate::model::new_guid_n();
-        let item = OrchestrationWorkItem {
-            instance_id: instance_id.clone(),
-            lock_token: token.clone(),
-            instance: record,
-            history: Arc::new(loaded.events.clone()),
-            messages: messages
-                .iter()
-                .map(|h| OrchestrationMessage {
-                    instance_id: h.data.instance_id.clone(),
-                    execution_id: h.data.execution_id.clone(),
-                    event: h.data.event.clone(),
-                    visible_at: None,
-                })
-                .collect(),
-        };
-        self.locks.lock().unwrap().insert(
-            token,
-            OrchLock {
-                instance_id,
-                messages,
-                loaded,
-                row,
-            },
-        );
-        Ok(Some(item))
     }
 
     async fn complete_orchestration(
@@ -471,10 +499,13 @@ impl Store for AzureStore {
         commit: OrchestrationCommit,
     ) -> StoreResult<()> {
         let lock = self.take_lock(&item.lock_token)?;
-        let result = self.apply(&lock, commit).await;
-        if let Some(w) = self.worker.get() {
-            w.sessions.unlock(&lock.instance_id);
+        let sessions = &self.worker().await?.sessions;
+        if !sessions.holds(&lock.instance_id, &item.lock_token) {
+            // The lock lapsed: another work item may have the messages by now.
+            return Err(StoreError::LockLost);
         }
+        let result = self.apply(&lock, commit).await;
+        sessions.unlock(&lock.instance_id, &item.lock_token);
         match result {
             Ok(()) => {
                 let futs = lock.messages.iter().map(|h| {
@@ -484,10 +515,16 @@ impl Store for AzureStore {
                             .await
                     }
                 });
+                let mut all = true;
                 for r in futures::future::join_all(futs).await {
-                    r?;
+                    all &= r?;
                 }
-                Ok(())
+                // A message we could not delete was redelivered meanwhile (its lock lapsed).
+                if all {
+                    Ok(())
+                } else {
+                    Err(StoreError::LockLost)
+                }
             }
             Err(e) => {
                 if !matches!(e, StoreError::LockLost) {
@@ -508,7 +545,7 @@ impl Store for AzureStore {
         };
         self.release_messages(&lock, retry_after).await;
         if let Some(w) = self.worker.get() {
-            w.sessions.unlock(&lock.instance_id);
+            w.sessions.unlock(&lock.instance_id, &item.lock_token);
         }
         Ok(())
     }
@@ -518,7 +555,7 @@ impl Store for AzureStore {
         item: &OrchestrationWorkItem,
         lock_for: Duration,
     ) -> StoreResult<()> {
-        let held: Vec<Held> = {
+        let mut held: Vec<Held> = {
             let locks = self.locks.lock().unwrap();
             locks
                 .get(&item.lock_token)
@@ -526,21 +563,17 @@ impl Store for AzureStore {
                 .messages
                 .clone()
         };
-        let mut renewed = Vec::with_capacity(held.len());
-        for mut h in held {
-            let q = self.hub.control_queue(h.partition);
-            let r = &h.received;
-            match q
-                .set_visibility(&r.id, &r.pop_receipt, &r.text, lock_for)
-                .await?
-            {
-                Some(pop) => h.received.pop_receipt = pop,
-                None => return Err(StoreError::LockLost),
-            }
-            renewed.push(h);
+        let sessions = &self.worker().await?.sessions;
+        if !sessions.renew(&item.instance_id, &item.lock_token, lock_for) {
+            return Err(StoreError::LockLost);
         }
+        // Renewing always re-hides (hide_for skips messages already hidden that long).
+        for h in held.iter_mut() {
+            h.hidden_until = std::time::Instant::now();
+        }
+        self.hide_for(&mut held, lock_for).await?;
         if let Some(l) = self.locks.lock().unwrap().get_mut(&item.lock_token) {
-            l.messages = renewed;
+            l.messages = held;
         }
         Ok(())
     }
@@ -590,11 +623,12 @@ impl AzureStore {
     async fn apply(&self, lock: &OrchLock, commit: OrchestrationCommit) -> StoreResult<()> {
         let hub = &self.hub;
         let id = &lock.instance_id;
-        for m in &commit.messages {
-            hub.enqueue(m, None, false).await?;
-        }
+        // Children first: an event sent to a new child must queue behind its start.
         for n in commit.new_instances {
             self.start(n, ReusePolicy::ReplaceAny).await?;
+        }
+        for m in &commit.messages {
+            hub.enqueue(m, None, false).await?;
         }
         for a in &commit.activities {
             let m = OrchestrationMessage {

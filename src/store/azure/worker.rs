@@ -23,16 +23,22 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn start(hub: Arc<Hub>) -> Arc<Worker> {
+    /// Starts the partition manager and returns once its first pass is done, so that the first
+    /// lock call already sees the messages of the partitions this process got.
+    pub async fn start(hub: Arc<Hub>) -> Arc<Worker> {
         let sessions = Arc::new(Sessions::default());
         let (stop, stopped) = watch::channel(false);
+        let (ready_tx, mut ready) = watch::channel(false);
         let listener = Arc::new(Listener {
             hub: hub.clone(),
             sessions: sessions.clone(),
             fetchers: Mutex::new(HashMap::new()),
         });
         let manager = PartitionManager::new(hub, listener);
-        tokio::spawn(manager.run(stopped));
+        tokio::spawn(manager.run(stopped, ready_tx));
+        let _ = tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|r| *r)).await;
+        // Give the new fetchers their first read.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         Arc::new(Worker { sessions, stop })
     }
 }
@@ -112,8 +118,8 @@ async fn fetch(
             match hub.decode(&r).await {
                 Ok(data) => {
                     // Timers beyond the 7-day visibility cap come back early: hide them again.
-                    if let EventKind::TimerFired { fire_at, .. } = data.event.kind {
-                        let wait = (fire_at - Utc::now()).to_std().unwrap_or_default();
+                    if let Some(at) = due_time(&data.event.kind) {
+                        let wait = (at - Utc::now()).to_std().unwrap_or_default();
                         if !wait.is_zero() {
                             let _ = queue
                                 .set_visibility(&r.id, &r.pop_receipt, &r.text, wait)
@@ -145,5 +151,17 @@ async fn fetch(
         } else {
             idle = Duration::from_millis(50);
         }
+    }
+}
+
+/// When a message may be delivered: timers at their time, scheduled starts at theirs.
+pub fn due_time(kind: &EventKind) -> Option<chrono::DateTime<Utc>> {
+    match kind {
+        EventKind::TimerFired { fire_at, .. } => Some(*fire_at),
+        EventKind::ExecutionStarted {
+            scheduled_start_time,
+            ..
+        } => *scheduled_start_time,
+        _ => None,
     }
 }
