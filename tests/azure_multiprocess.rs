@@ -3,6 +3,8 @@
 //! for one task, and after `kill -9` of one process its partitions move and every instance still
 //! completes. The test re-runs its own binary as the worker processes.
 
+#![cfg(feature = "azure")]
+
 mod azure;
 
 use std::collections::HashMap;
@@ -51,7 +53,6 @@ fn spawn_worker(hub: &str, log: &std::path::Path, name: &str) -> Child {
         .env(LOG, log)
         .env("TASKHUB_AZURE_WORKER_ID", name)
         .env("TASKHUB_AZURE_LEASE_SECONDS", "6")
-        .env("TASKHUB_AZURE_MESSAGE_VISIBILITY_SECONDS", "10")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(
             std::fs::File::create(format!("{}.{name}.log", log.display())).unwrap(),
@@ -67,6 +68,8 @@ fn spawn_worker(hub: &str, log: &std::path::Path, name: &str) -> Child {
             return child;
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("worker {name} exited before it was ready");
 }
 

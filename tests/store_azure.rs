@@ -2,6 +2,8 @@
 //! Durable Task Framework (rows, messages, blobs exactly as `spec/azure-storage-taskhub.md`).
 //! Needs Azurite (`./scripts/test.sh` starts it); fails, never skips, without it.
 
+#![cfg(feature = "azure")]
+
 mod azure;
 
 use std::time::Duration;

@@ -206,7 +206,7 @@ impl PartitionManager {
             // promise) ran out: the owner or the invited worker died.
             let free = owner.is_none();
             let for_me = next.as_deref() == Some(me);
-            let claimable = (free && (next.is_none() || for_me || expired)) || (!free && expired);
+            let claimable = expired || (free && (next.is_none() || for_me));
             if claimable {
                 // Leave it to a worker below its share, unless nobody took it for a whole lease.
                 let overdue = expires.is_none_or(|e| now - e > lease);
