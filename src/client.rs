@@ -71,6 +71,9 @@ pub type ClientResult<T> = Result<T, ClientError>;
 /// How many instances one bulk-purge step deletes before it yields to other writers.
 const PURGE_BATCH: usize = 500;
 
+/// Page size used when counting instances.
+const COUNT_PAGE: usize = 1000;
+
 #[derive(Clone)]
 pub struct Client {
     store: Arc<dyn Store>,
@@ -268,6 +271,26 @@ impl Client {
             total += step.instances_deleted;
             if step.complete {
                 return Ok(total);
+            }
+        }
+    }
+
+    /// How many instances match. Pages through the query, so it costs a scan; the command line
+    /// uses it to say what `delete-task-hub` removed.
+    pub async fn count_instances(&self, filter: &InstanceFilter) -> ClientResult<u64> {
+        let mut query = InstanceQuery {
+            filter: filter.clone(),
+            page_size: COUNT_PAGE,
+            continuation: None,
+            include_input: false,
+        };
+        let mut total = 0;
+        loop {
+            let page = self.store.query_instances(&query).await?;
+            total += page.items.len() as u64;
+            match page.continuation {
+                Some(token) => query.continuation = Some(token),
+                None => return Ok(total),
             }
         }
     }

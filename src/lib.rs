@@ -3,9 +3,12 @@
 //! - [`model`]: the shared vocabulary (instance ids, runtime statuses, history events).
 //! - [`store`]: the one storage seam ([`store::Store`]) and its backends.
 
+pub mod api;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod engine;
+pub mod http;
 pub mod model;
 pub mod runtime;
 pub mod samples;

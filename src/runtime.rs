@@ -28,7 +28,7 @@ impl Runtime {
     }
 
     pub fn with_storage(config: &Config, registry: Registry, storage: Storage) -> Self {
-        let executor = config.executor.enabled.then(|| ExecutorOptions {
+        let executor = config.executor.enabled.then_some(ExecutorOptions {
             orchestration_workers: config.executor.orchestration_workers,
             activity_workers: config.executor.activity_workers,
         });

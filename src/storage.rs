@@ -54,12 +54,15 @@ pub fn parse_connection_string(value: &str, default_sqlite: &Path) -> Result<Sto
     Err("expected 'sqlite:PATH', 'UseDevelopmentStorage=true' or an Azure Storage account connection string".into())
 }
 
+/// Looks up an environment variable (injectable, so tests need not touch the process env).
+type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Opens stores by (connection setting, hub) and keeps them open: one SQLite file is opened once
 /// however many hubs use it.
 pub struct Storage {
     default_setting: String,
     default_sqlite: PathBuf,
-    env: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: EnvLookup,
     sqlite: Mutex<HashMap<PathBuf, Arc<SqliteDb>>>,
 }
 

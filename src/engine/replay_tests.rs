@@ -293,7 +293,7 @@ fn a_wait_with_timeout_takes_the_event_or_the_timer() {
             fire_at: t(160),
         },
     );
-    let by_timer = run("Timed", &history, &[fired.clone()]);
+    let by_timer = run("Timed", &history, std::slice::from_ref(&fired));
     assert!(matches!(by_timer.outcome, Outcome::Failed { .. }));
 
     // An event after the timeout won is not handed to the abandoned waiter.

@@ -1,0 +1,28 @@
+//! `taskhub serve`: configuration in, server out. The server itself lives in `crate::http`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::error::CliError;
+use crate::config::Config;
+use crate::http::run_server;
+
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct ServeArgs {
+    /// (Optional) Address to listen on. Default: 127.0.0.1:7071, or `listen` in the config file.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// (Optional) Configuration file to read instead of config/taskhub.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    Ok(run_server(config).await?)
+}

@@ -1,0 +1,405 @@
+//! The HTTP management API (`spec/http-api.md`): a thin layer over [`Client`](crate::client::Client).
+//!
+//! Requests are first normalised ([`normalize`]: case-insensitive literal segments, trimmed
+//! slashes), then checked for the access key ([`auth`]), then routed. The management routes are
+//! served under both prefixes; the prefix picks the [`Dialect`]. Each resource has its own file
+//! ([`start`], [`instances`], [`operations`], [`wait`]); errors map to status codes in one place
+//! ([`error`]).
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod instances;
+pub mod normalize;
+pub mod operations;
+pub mod start;
+pub mod urls;
+pub mod wait;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::{DefaultBodyLimit, OriginalUri, Request};
+use axum::http::{Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::Layer as _;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::{Config, DEFAULT_CONNECTION_SETTING};
+use crate::runtime::Runtime;
+use error::ApiError;
+use extract::BodyLimit;
+pub use normalize::{V1_PREFIX, V2_PREFIX};
+
+/// Which API generation a request speaks; picked by the prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// `/admin/extensions/DurableTaskExtension`: Failed → 500, unknown route → 400
+    /// `{"Message":"No such API"}`, 202 bodies include `rewindPostUri`.
+    V1,
+    /// `/runtime/webhooks/durabletask` (and the user-level routes): 2.x semantics with the
+    /// latest extension's codes for a caller's mistakes (spec §17).
+    V2,
+}
+
+impl Dialect {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::V1 => V1_PREFIX,
+            Self::V2 => V2_PREFIX,
+        }
+    }
+}
+
+/// Shared by every request.
+pub struct Shared {
+    pub runtime: Arc<Runtime>,
+    pub access_key: Option<String>,
+    pub use_forwarded_host: bool,
+    pub max_body_bytes: usize,
+    /// The `connection=` value generated URLs carry when the request named none.
+    pub default_connection: String,
+    /// Flips to true when the server starts shutting down, so that long waits answer at once.
+    pub shutting_down: watch::Sender<bool>,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub shared: Arc<Shared>,
+    pub dialect: Dialect,
+}
+
+impl AppState {
+    pub fn new(runtime: Arc<Runtime>, config: &Config) -> Self {
+        // Durable Functions writes `connection=Storage` for the default connection; `Storage`
+        // is its alias of `AzureWebJobsStorage`, so it only names our default when that is it.
+        let default_connection = if config.connection_setting == DEFAULT_CONNECTION_SETTING {
+            "Storage".to_string()
+        } else {
+            config.connection_setting.clone()
+        };
+        Self {
+            shared: Arc::new(Shared {
+                runtime,
+                access_key: config.access_key.clone().filter(|k| !k.is_empty()),
+                use_forwarded_host: config.use_forwarded_host,
+                max_body_bytes: config.max_body_bytes,
+                default_connection,
+                shutting_down: watch::channel(false).0,
+            }),
+            dialect: Dialect::V2,
+        }
+    }
+
+    fn with_dialect(&self, dialect: Dialect) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            dialect,
+        }
+    }
+}
+
+type RouteTable = Vec<(&'static str, Method, MethodRouter<AppState>)>;
+
+/// The management routes, relative to a prefix. The router is built from this table and
+/// [`documented_routes`] lists it, so the two cannot drift apart.
+fn management_routes() -> RouteTable {
+    use Method as M;
+    vec![
+        (
+            "/orchestrators/{functionName}",
+            M::POST,
+            on(MethodFilter::POST, start::start),
+        ),
+        (
+            "/orchestrators/{functionName}/{instanceId}",
+            M::POST,
+            on(MethodFilter::POST, start::start),
+        ),
+        ("/instances", M::GET, on(MethodFilter::GET, instances::list)),
+        (
+            "/instances",
+            M::DELETE,
+            on(MethodFilter::DELETE, instances::purge_by_filter),
+        ),
+        (
+            "/instances/{instanceId}",
+            M::GET,
+            on(MethodFilter::GET, instances::status),
+        ),
+        (
+            "/instances/{instanceId}",
+            M::DELETE,
+            on(MethodFilter::DELETE, instances::purge),
+        ),
+        (
+            "/instances/{instanceId}/raiseEvent/{eventName}",
+            M::POST,
+            on(MethodFilter::POST, operations::raise_event),
+        ),
+        (
+            "/instances/{instanceId}/terminate",
+            M::POST,
+            on(MethodFilter::POST, operations::terminate),
+        ),
+        (
+            "/instances/{instanceId}/suspend",
+            M::POST,
+            on(MethodFilter::POST, operations::suspend),
+        ),
+        (
+            "/instances/{instanceId}/resume",
+            M::POST,
+            on(MethodFilter::POST, operations::resume),
+        ),
+        (
+            "/instances/{instanceId}/rewind",
+            M::POST,
+            on(MethodFilter::POST, operations::rewind),
+        ),
+        (
+            "/instances/{instanceId}/restart",
+            M::POST,
+            on(MethodFilter::POST, operations::restart),
+        ),
+    ]
+}
+
+/// The user-level routes of the Durable Functions samples, served with and without `/api`.
+fn user_routes() -> RouteTable {
+    use Method as M;
+    vec![
+        (
+            "/orchestrators/{functionName}",
+            M::POST,
+            on(MethodFilter::POST, wait::user_start),
+        ),
+        (
+            "/orchestrators/{functionName}/{instanceId}",
+            M::POST,
+            on(MethodFilter::POST, wait::user_start),
+        ),
+        (
+            "/orchestrators/{functionName}/wait",
+            M::POST,
+            on(MethodFilter::POST, wait::user_start_and_wait),
+        ),
+    ]
+}
+
+/// Every (method, path) the router serves, in OpenAPI path syntax.
+pub fn documented_routes() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for prefix in [V2_PREFIX, V1_PREFIX] {
+        for (path, method, _) in management_routes() {
+            out.push((method.to_string(), format!("{prefix}{path}")));
+        }
+    }
+    for prefix in ["/api", ""] {
+        for (path, method, _) in user_routes() {
+            out.push((method.to_string(), format!("{prefix}{path}")));
+        }
+    }
+    out
+}
+
+/// Builds a router from a table, merging the methods of each path; a method the path does not
+/// serve gets the dialect's unknown-route answer (the real API says 404, not 405).
+fn build(table: RouteTable, dialect: Dialect) -> Router<AppState> {
+    let mut merged: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for (path, _, handler) in table {
+        match merged.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, existing)) => {
+                *existing = std::mem::replace(existing, MethodRouter::new()).merge(handler)
+            }
+            None => merged.push((path, handler)),
+        }
+    }
+    let fallback = move || async move { unknown_route(dialect) };
+    let mut router = Router::new();
+    for (path, handler) in merged {
+        router = router.route(path, handler.fallback(fallback));
+    }
+    router.fallback(fallback)
+}
+
+fn unknown_route(dialect: Dialect) -> Response {
+    match dialect {
+        Dialect::V1 => ApiError::NoSuchApi.into_response(),
+        Dialect::V2 => ApiError::NotFound.into_response(),
+    }
+}
+
+/// The whole API as one router: normalisation, access key, body limit and request logs included.
+pub fn router(state: AppState) -> Router {
+    let limit = state.shared.max_body_bytes;
+    let user = build(user_routes(), Dialect::V2).with_state(state.with_dialect(Dialect::V2));
+    let routed = Router::new()
+        .nest(
+            V2_PREFIX,
+            build(management_routes(), Dialect::V2).with_state(state.with_dialect(Dialect::V2)),
+        )
+        .nest(
+            V1_PREFIX,
+            build(management_routes(), Dialect::V1).with_state(state.with_dialect(Dialect::V1)),
+        )
+        .nest("/api", user.clone())
+        .merge(user)
+        .layer(DefaultBodyLimit::max(limit));
+    // Normalise the path before the inner router sees it: axum matches routes exactly, and a
+    // layer added with `Router::layer` would run only after routing.
+    let normalised =
+        axum::middleware::map_request(move |req: Request| normalise(req, limit)).layer(routed);
+    Router::new()
+        .fallback_service(normalised)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
+        .layer(
+            // One span per request and one line per response, at info, so `taskhub serve`
+            // logs requests by default.
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+}
+
+async fn normalise(mut req: Request, limit: usize) -> Request {
+    req.extensions_mut().insert(BodyLimit(limit));
+    if req.extensions().get::<OriginalUri>().is_none() {
+        let original = req.uri().clone();
+        req.extensions_mut().insert(OriginalUri(original));
+    }
+    if let Some(path) = normalize::canonical_path(req.uri().path()) {
+        let mut parts = req.uri().clone().into_parts();
+        let pq = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        if let Ok(pq) = pq.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    req
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` completes, then drains in-flight
+/// requests (long waits answer at once with a 202, so draining is quick).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let shared = state.shared.clone();
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            shared.shutting_down.send_replace(true);
+        })
+        .await
+}
+
+/// `taskhub serve`: opens the default hub (failing fast if its storage is unusable), binds,
+/// serves until SIGTERM or ctrl-c, then stops the executors.
+pub async fn run_server(config: Config) -> anyhow::Result<()> {
+    check_exposure(&config)?;
+    let runtime = Arc::new(Runtime::new(&config, crate::samples::registry()));
+    runtime
+        .client(None, None)
+        .context("cannot open the default task hub")?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, hub = runtime.default_hub(), "serving the management API");
+    let state = AppState::new(runtime.clone(), &config);
+    serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("shutting down: stopping executors");
+    runtime.shutdown().await;
+    Ok(())
+}
+
+/// Anyone who can reach a public address could manage every instance, so listening there
+/// needs a key or an explicit opt-out.
+pub fn check_exposure(config: &Config) -> anyhow::Result<()> {
+    let public = !is_loopback(&config.listen);
+    if public && config.access_key.is_none() && !config.allow_unauthenticated_public {
+        anyhow::bail!(
+            "refusing to listen on {} without an access key: set access_key (TASKHUB_ACCESS_KEY), \
+             listen on a loopback address, or set allow_unauthenticated_public = true",
+            config.listen
+        );
+    }
+    Ok(())
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod router_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_listen_needs_a_key() {
+        let mut c = Config {
+            listen: "0.0.0.0:7071".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(check_exposure(&c).is_err());
+        c.access_key = Some("k".into());
+        assert!(check_exposure(&c).is_ok());
+        c.access_key = None;
+        c.allow_unauthenticated_public = true;
+        assert!(check_exposure(&c).is_ok());
+        assert!(check_exposure(&Config::default()).is_ok());
+    }
+
+    #[test]
+    fn documented_routes_cover_both_prefixes_and_user_routes() {
+        let routes = documented_routes();
+        assert_eq!(routes.len(), 12 * 2 + 3 * 2);
+        assert!(routes.contains(&(
+            "POST".into(),
+            "/admin/extensions/DurableTaskExtension/instances/{instanceId}/rewind".into()
+        )));
+        assert!(routes.contains(&("POST".into(), "/orchestrators/{functionName}/wait".into())));
+    }
+}

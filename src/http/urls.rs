@@ -1,0 +1,121 @@
+//! Where generated URLs point: the origin the caller used (or the one a proxy forwarded), the
+//! dialect's prefix, and the hub query of the request (spec §7).
+
+use axum::http::{header, HeaderMap, Uri};
+
+use crate::api::payload::{CheckStatusV1, CheckStatusV2};
+use crate::api::urls::{hub_query, ManagementUrls};
+
+use super::Dialect;
+
+/// `{scheme}://{host}` as the caller saw it. We serve plain HTTP, so the scheme is `http` unless
+/// a trusted proxy says otherwise: `X-Forwarded-Host` and `X-Forwarded-Proto` are used only when
+/// enabled and only when both are present (as the extension's `useForwardedHost` does).
+pub fn origin(headers: &HeaderMap, uri: &Uri, use_forwarded_host: bool) -> String {
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    if use_forwarded_host {
+        if let (Some(host), Some(proto)) = (first("x-forwarded-host"), first("x-forwarded-proto")) {
+            return format!("{proto}://{host}");
+        }
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".to_string());
+    let scheme = uri.scheme_str().unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
+/// Builds the management URLs of instances in one request's hub and dialect.
+#[derive(Clone, Debug)]
+pub struct UrlBuilder {
+    base: String,
+    query: String,
+    dialect: Dialect,
+}
+
+impl UrlBuilder {
+    pub fn new(
+        origin: &str,
+        dialect: Dialect,
+        hub: &str,
+        connection: &str,
+        code: Option<&str>,
+    ) -> Self {
+        Self {
+            base: format!("{origin}{}", dialect.prefix()),
+            query: hub_query(hub, connection, code),
+            dialect,
+        }
+    }
+
+    pub fn urls(&self, instance_id: &str) -> ManagementUrls {
+        ManagementUrls::new(&self.base, &self.query, instance_id)
+    }
+
+    /// The 202 body in this dialect's shape.
+    pub fn check_status_body(&self, instance_id: &str) -> serde_json::Value {
+        let urls = self.urls(instance_id);
+        let body = match self.dialect {
+            Dialect::V1 => serde_json::to_value(CheckStatusV1::from(urls)),
+            Dialect::V2 => serde_json::to_value(CheckStatusV2::from(urls)),
+        };
+        body.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn origin_from_host_or_forwarded_headers() {
+        let uri: Uri = "/x".parse().unwrap();
+        let h = headers(&[
+            ("host", "localhost:7071"),
+            ("x-forwarded-host", "api.example.com, proxy"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        assert_eq!(origin(&h, &uri, false), "http://localhost:7071");
+        assert_eq!(origin(&h, &uri, true), "https://api.example.com");
+        // Both forwarded headers are needed.
+        let h = headers(&[("host", "h:1"), ("x-forwarded-host", "api.example.com")]);
+        assert_eq!(origin(&h, &uri, true), "http://h:1");
+    }
+
+    #[test]
+    fn check_status_bodies_per_dialect() {
+        let v2 = UrlBuilder::new("http://h", Dialect::V2, "Hub", "Storage", None);
+        let body = v2.check_status_body("a b");
+        assert_eq!(
+            body["statusQueryGetUri"],
+            "http://h/runtime/webhooks/durabletask/instances/a%20b?taskHub=Hub&connection=Storage"
+        );
+        assert!(body.get("rewindPostUri").is_none());
+        let v1 = UrlBuilder::new("http://h", Dialect::V1, "Hub", "Storage", Some("k"));
+        let body = v1.check_status_body("x");
+        assert_eq!(
+            body["rewindPostUri"],
+            "http://h/admin/extensions/DurableTaskExtension/instances/x/rewind?reason={text}&taskHub=Hub&connection=Storage&code=k"
+        );
+        assert!(body.get("restartPostUri").is_none());
+    }
+}

@@ -1,0 +1,395 @@
+//! Start (spec §5), the wait variant (§8), the user-level sample routes, and what every request
+//! shares: hub and connection selection, generated URLs, access key, body limit.
+
+mod http_support;
+
+use std::time::{Duration, Instant};
+
+use http_support::{header, json_body, spawn_app, spawn_with};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const HELLO: [&str; 3] = ["Hello Tokyo!", "Hello Seattle!", "Hello London!"];
+
+#[tokio::test]
+async fn start_answers_202_with_the_v2_payload_and_headers() {
+    let app = spawn_app().await;
+    let r = app.post(&app.v2("/orchestrators/HelloSequence")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&r, "retry-after").as_deref(), Some("10"));
+    let location = header(&r, "location").unwrap();
+    let body = json_body(r).await;
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "statusQueryGetUri",
+            "sendEventPostUri",
+            "terminatePostUri",
+            "purgeHistoryDeleteUri",
+            "restartPostUri",
+            "suspendPostUri",
+            "resumePostUri"
+        ]
+    );
+    let id = body["id"].as_str().unwrap();
+    assert_eq!(id.len(), 32);
+    assert!(id
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    let status_url = format!(
+        "{}/runtime/webhooks/durabletask/instances/{id}?taskHub=DurableFunctionsHub&connection=Storage",
+        app.origin
+    );
+    assert_eq!(body["statusQueryGetUri"], status_url);
+    assert_eq!(location, status_url);
+    assert_eq!(
+        body["terminatePostUri"],
+        format!(
+            "{}/runtime/webhooks/durabletask/instances/{id}/terminate?reason={{text}}&taskHub=DurableFunctionsHub&connection=Storage",
+            app.origin
+        )
+    );
+    // The generated URL works as given.
+    let done = app.until_status(id, "Completed").await;
+    assert_eq!(done["output"], json!(HELLO));
+    assert_eq!(app.get(&status_url).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn v1_payload_has_rewind_and_no_restart() {
+    let app = spawn_app().await;
+    let r = app.post(&app.v1("/Orchestrators/HelloSequence")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body = json_body(r).await;
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "statusQueryGetUri",
+            "sendEventPostUri",
+            "terminatePostUri",
+            "rewindPostUri",
+            "purgeHistoryDeleteUri"
+        ]
+    );
+    assert!(body["statusQueryGetUri"]
+        .as_str()
+        .unwrap()
+        .contains("/admin/extensions/DurableTaskExtension/instances/"));
+}
+
+#[tokio::test]
+async fn start_with_an_id_input_and_the_id_reuse_rules() {
+    let app = spawn_app().await;
+    let url = app.v2("/orchestrators/LongTimer/my%20timer");
+    let r = app.post_json(&url, &json!(30)).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body = json_body(r).await;
+    assert_eq!(body["id"], "my timer");
+    assert!(body["statusQueryGetUri"]
+        .as_str()
+        .unwrap()
+        .contains("/instances/my%20timer?"));
+    let s = app.until("my%20timer", 20, |v| v["input"] == 30).await;
+    assert_eq!(s["instanceId"], "my timer");
+    // A non-terminal instance with that id: 409.
+    let r = app.post_json(&url, &json!(1)).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(json_body(r).await["ExceptionMessage"]
+        .as_str()
+        .unwrap()
+        .contains("my timer"));
+    // A terminal one is replaced.
+    let t = app
+        .post(&app.v2("/instances/my%20timer/terminate?reason=stop"))
+        .await;
+    assert_eq!(t.status(), StatusCode::ACCEPTED);
+    app.until_status("my%20timer", "Terminated").await;
+    let r = app.post_json(&url, &json!(0)).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    app.until("my%20timer", 20, |v| {
+        v["runtimeStatus"] == "Completed" && v["input"] == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_starts_are_400_and_start_nothing() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            app.v2("/orchestrators/HelloSequence/bad"),
+            "{not json",
+            "Invalid JSON content",
+        ),
+        (
+            app.v2("/orchestrators/HelloSequence/%40entity"),
+            "",
+            "instance ID is not valid",
+        ),
+        (
+            app.v2("/orchestrators/HelloSequence/a%23b"),
+            "",
+            "instance ID is not valid",
+        ),
+        (app.v2("/orchestrators/NoSuchThing/x"), "", "doesn't exist"),
+        (
+            app.v2("/orchestrators/HelloSequence/w?timeout=1&pollingInterval=2"),
+            "",
+            "should be bigger than retry timeout",
+        ),
+        (
+            app.v2("/orchestrators/HelloSequence/t?timeout=soon"),
+            "",
+            "'timeout' parameter",
+        ),
+    ];
+    for (url, body, expected) in cases {
+        let r = app.http.post(&url).body(body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{url}");
+        let v = json_body(r).await;
+        assert!(v["Message"].is_string(), "{url}: {v}");
+        let text = format!("{}{}", v["Message"], v["ExceptionMessage"]);
+        assert!(text.contains(expected), "{url}: {v}");
+    }
+    let list: Value = app.get(&app.v2("/instances")).await.json().await.unwrap();
+    assert_eq!(list, json!([]), "nothing was started");
+}
+
+#[tokio::test]
+async fn empty_body_with_any_content_type_is_null_input_and_json_string_is_kept() {
+    let app = spawn_app().await;
+    let r = app
+        .http
+        .post(app.v2("/orchestrators/HelloSequence/a"))
+        .header("content-type", "application/octet-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = app
+        .http
+        .post(app.v2("/orchestrators/HelloSequence/b"))
+        .body("\"\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        app.until_status("a", "Completed").await["input"],
+        Value::Null
+    );
+    assert_eq!(app.until_status("b", "Completed").await["input"], json!(""));
+}
+
+#[tokio::test]
+async fn wait_variant_answers_with_the_output_or_202() {
+    let app = spawn_app().await;
+    let started = Instant::now();
+    let r = app
+        .post(&app.v2("/orchestrators/HelloSequence?timeout=20&pollingInterval=10"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(header(&r, "location").is_none());
+    assert_eq!(json_body(r).await, json!(HELLO));
+    // Event-driven: the answer does not wait for the 10 s polling interval.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let r = app
+        .post_json(
+            &app.v2("/orchestrators/LongTimer?timeout=0.2&pollingInterval=0.1"),
+            &json!(60),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(header(&r, "location").is_some());
+    assert!(json_body(r).await["statusQueryGetUri"].is_string());
+}
+
+#[tokio::test]
+async fn wait_variant_on_failure_gives_the_status_object() {
+    let app = spawn_app().await;
+    let r = app
+        .post(&app.v2("/orchestrators/FailAtStep/f1?timeout=20"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v = json_body(r).await;
+    assert_eq!(v["runtimeStatus"], "Failed");
+    let r = app
+        .post(
+            &app.v2(
+                "/orchestrators/FailAtStep/f2?timeout=20&returnInternalServerErrorOnFailure=true",
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(json_body(r).await["runtimeStatus"], "Failed");
+}
+
+#[tokio::test]
+async fn user_level_sample_routes() {
+    let app = spawn_app().await;
+    for prefix in ["/api", ""] {
+        let r = app
+            .post(&app.url(&format!("{prefix}/orchestrators/E1_HelloSequence")))
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{prefix}");
+        let body = json_body(r).await;
+        assert!(body["statusQueryGetUri"]
+            .as_str()
+            .unwrap()
+            .contains("/runtime/webhooks/durabletask/instances/"));
+
+        let r = app
+            .post(&app.url(&format!(
+                "{prefix}/orchestrators/HelloSequence/u{}",
+                prefix.len()
+            )))
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert_eq!(json_body(r).await["id"], format!("u{}", prefix.len()));
+
+        // The seed's example: http POST …/orchestrators/E1_HelloSequence/wait?timeout=2&retryInterval=0.5
+        let r = app
+            .post(&app.url(&format!(
+                "{prefix}/orchestrators/E1_HelloSequence/wait?timeout=10&retryInterval=0.5"
+            )))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(json_body(r).await, json!(HELLO));
+
+        let r = app
+            .post_json(
+                &app.url(&format!(
+                    "{prefix}/Orchestrators/LongTimer/WAIT?timeout=0.1"
+                )),
+                &json!(60),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert_eq!(header(&r, "retry-after").as_deref(), Some("10"));
+
+        let r = app
+            .post(&app.url(&format!(
+                "{prefix}/orchestrators/HelloSequence/wait?timeout=1&retryInterval=2"
+            )))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test]
+async fn task_hub_and_connection_select_where_instances_live() {
+    let app = spawn_app().await;
+    let r = app
+        .post(&app.v2("/orchestrators/HelloSequence/h1?taskHub=OtherHub&connection=Other"))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body = json_body(r).await;
+    let status_url = body["statusQueryGetUri"].as_str().unwrap().to_string();
+    assert!(status_url.ends_with("/instances/h1?taskHub=OtherHub&connection=Other"));
+    let r = app.get(&status_url).await;
+    assert!(r.status().is_success());
+    // Not in the default hub, nor in the same hub on the default connection.
+    assert_eq!(app.get(&app.v2("/instances/h1")).await.status(), 404);
+    assert_eq!(
+        app.get(&app.v2("/instances/h1?taskHub=OtherHub"))
+            .await
+            .status(),
+        404
+    );
+
+    let r = app.get(&app.v2("/instances?connection=Missing")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(json_body(r).await["ExceptionMessage"]
+        .as_str()
+        .unwrap()
+        .contains("'Missing' is not defined"));
+    let r = app.get(&app.v2("/instances?taskHub=bad-name")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn forwarded_host_is_used_only_when_enabled() {
+    let plain = spawn_app().await;
+    let send = |app: &http_support::TestApp| {
+        app.http
+            .post(app.v2("/orchestrators/HelloSequence"))
+            .header("x-forwarded-host", "api.example.com")
+            .header("x-forwarded-proto", "https")
+            .send()
+    };
+    let body: Value = send(&plain).await.unwrap().json().await.unwrap();
+    assert!(body["statusQueryGetUri"]
+        .as_str()
+        .unwrap()
+        .starts_with(&plain.origin));
+    let proxied = spawn_with(|c| c.use_forwarded_host = true).await;
+    let body: Value = send(&proxied).await.unwrap().json().await.unwrap();
+    assert!(body["statusQueryGetUri"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://api.example.com/runtime/webhooks/durabletask/instances/"));
+}
+
+#[tokio::test]
+async fn access_key_is_required_and_carried_by_generated_urls() {
+    let app = spawn_with(|c| c.access_key = Some("k3y/+".into())).await;
+    let r = app.post(&app.v2("/orchestrators/HelloSequence")).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json_body(r).await["Message"], "Unauthorized");
+    let r = app
+        .http
+        .post(app.v2("/orchestrators/HelloSequence"))
+        .header("x-functions-key", "k3y/+")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body = json_body(r).await;
+    let url = body["statusQueryGetUri"].as_str().unwrap();
+    assert!(url.ends_with("&connection=Storage&code=k3y%2F%2B"), "{url}");
+    assert!(app.get(url).await.status().is_success());
+    assert_eq!(
+        app.get(&app.v2("/instances?code=wrong")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_and_start_nothing() {
+    let app = spawn_with(|c| c.max_body_bytes = 64).await;
+    let big = json!("x".repeat(200));
+    let r = app
+        .post_json(&app.v2("/orchestrators/HelloSequence/big"), &big)
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(json_body(r).await["ExceptionMessage"]
+        .as_str()
+        .unwrap()
+        .contains("64 bytes"));
+    assert_eq!(app.get(&app.v2("/instances/big")).await.status(), 404);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_answers_waiters() {
+    let app = spawn_app().await;
+    let url = app.url("/api/orchestrators/LongTimer/wait?timeout=60");
+    let waiter = {
+        let http = app.http.clone();
+        tokio::spawn(async move { http.post(url).json(&json!(60)).send().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    app.stop().await;
+    let r = waiter.await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -1,0 +1,160 @@
+//! `spawn_app()`: the real server on 127.0.0.1:0 over a fresh SQLite file, spoken to over HTTP.
+//! Nothing reads or writes the process environment, so tests run in parallel.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+use taskhub::config::{Config, ExecutorConfig};
+use taskhub::http::{serve, AppState, V1_PREFIX, V2_PREFIX};
+use taskhub::runtime::Runtime;
+use taskhub::samples;
+use taskhub::storage::Storage;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub origin: String,
+    pub http: reqwest::Client,
+    pub runtime: Arc<Runtime>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+/// With config changes. The connection setting `Other` names a second SQLite file.
+pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        sqlite_path: dir.path().join("taskhub.db"),
+        executor: ExecutorConfig {
+            enabled: true,
+            orchestration_workers: 4,
+            activity_workers: 4,
+        },
+        ..Config::default()
+    };
+    configure(&mut config);
+    let other = format!("sqlite:{}", dir.path().join("other.db").display());
+    let storage = Storage::with_env(
+        &config.connection_setting,
+        &config.sqlite_path,
+        move |name| (name == "Other").then(|| other.clone()),
+    );
+    let runtime = Arc::new(Runtime::with_storage(&config, samples::registry(), storage));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let state = AppState::new(runtime.clone(), &config);
+    let server = tokio::spawn(serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        origin,
+        http: reqwest::Client::new(),
+        runtime,
+        shutdown: Some(tx),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.origin)
+    }
+
+    /// A management URL in the v2 dialect.
+    pub fn v2(&self, path: &str) -> String {
+        format!("{}{V2_PREFIX}{path}", self.origin)
+    }
+
+    /// A management URL in the v1 dialect.
+    pub fn v1(&self, path: &str) -> String {
+        format!("{}{V1_PREFIX}{path}", self.origin)
+    }
+
+    pub async fn get(&self, url: &str) -> Response {
+        self.http.get(url).send().await.unwrap()
+    }
+
+    pub async fn post(&self, url: &str) -> Response {
+        self.http.post(url).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, url: &str, body: &Value) -> Response {
+        self.http.post(url).json(body).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, url: &str) -> Response {
+        self.http.delete(url).send().await.unwrap()
+    }
+
+    /// Starts `name` through the v2 API and returns its id.
+    pub async fn start(&self, name: &str, input: &Value) -> String {
+        let r = self
+            .post_json(&self.v2(&format!("/orchestrators/{name}")), input)
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Polls the status until `check` holds; panics after `secs`.
+    pub async fn until(&self, id: &str, secs: u64, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let r = self.get(&self.v2(&format!("/instances/{id}"))).await;
+            if r.status() != StatusCode::NOT_FOUND {
+                let v: Value = r.json().await.unwrap();
+                if check(&v) {
+                    return v;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "condition not reached for {id} in {secs}s: {v}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn until_status(&self, id: &str, status: &str) -> Value {
+        self.until(id, 20, |v| v["runtimeStatus"] == status).await
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// The JSON body, asserting the content type the real API sends.
+pub async fn json_body(r: Response) -> Value {
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(ct.as_deref(), Some("application/json; charset=utf-8"));
+    r.json().await.unwrap()
+}
+
+pub fn header(r: &Response, name: &str) -> Option<String> {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+}
