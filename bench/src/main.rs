@@ -128,7 +128,7 @@ async fn main() -> Result<()> {
         }
     };
 
-    println!();
+    println!("\nresults (HelloCities5, file SQLite):");
     for s in taskhub.iter().chain(duroxide.iter()) {
         println!("{s}");
     }
@@ -173,7 +173,7 @@ async fn run_taskhub(args: &Args) -> Result<Summary> {
     let db_path = dir.path().join("taskhub.db");
     eprintln!("taskhub: {n} instances, database {}", db_path.display());
     let db = SqliteDb::open(&db_path).context("opening the taskhub SQLite store")?;
-    let store = db.hub("BenchHub");
+    let store: Arc<dyn Store> = db.hub("BenchHub");
     store.create_hub().await?;
     // Subscribe before anything starts, so no change is missed.
     let changes = store.subscribe();
@@ -184,6 +184,8 @@ async fn run_taskhub(args: &Args) -> Result<Summary> {
     };
     let exec = executor::spawn(store.clone(), registry.clone(), workers);
     let client = Client::new(store.clone(), Some(registry));
+    // A running server: the executor has taken the hub's lease before the first start.
+    tokio::time::sleep(Duration::from_millis(200)).await;
 
     let t0 = Instant::now();
     let started_ns: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
