@@ -52,6 +52,22 @@ fn instance_id(i: usize) -> String {
     format!("bench-{i:06}")
 }
 
+/// An instance's status; retries the provider's transient errors (SQLITE_BUSY) a few times.
+async fn status_of(client: &Client, id: &str) -> Result<OrchestrationStatus> {
+    let mut attempt = 0;
+    loop {
+        match client.get_orchestration_status(id).await {
+            Ok(s) => return Ok(s),
+            Err(e) if attempt < 10 => {
+                eprintln!("duroxide: reading {id} failed ({e:?}); retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => bail!("reading {id}: {e:?}"),
+        }
+    }
+}
+
 fn index_of(id: &str) -> Option<usize> {
     id.strip_prefix("bench-")?.parse().ok()
 }
@@ -185,31 +201,30 @@ async fn main() -> Result<()> {
         failures,
     );
 
-    // Outside the timed window: every instance completed with the right output, or failed (the
-    // peer's own infrastructure failures are reported, not hidden).
+    // Outside the timed window, with the runtime stopped: every instance completed with the
+    // right output, or failed (the peer's own failures are reported, not hidden).
+    rt.shutdown(None).await;
     let expected = report::expected_output();
     let mut first_failure = None;
     for (i, &was_failed) in failed.iter().enumerate() {
-        match client.get_orchestration_status(&instance_id(i)).await {
-            Ok(OrchestrationStatus::Completed { output, .. }) => {
+        let id = instance_id(i);
+        match status_of(&client, &id).await? {
+            OrchestrationStatus::Completed { output, .. } => {
                 let got: serde_json::Value = serde_json::from_str(&output)
-                    .with_context(|| format!("{}: output is not JSON: {output}", instance_id(i)))?;
+                    .with_context(|| format!("{id}: output is not JSON: {output}"))?;
                 if got != expected {
-                    bail!("{}: wrong output {output}", instance_id(i));
+                    bail!("{id}: wrong output {output}");
                 }
             }
-            Ok(OrchestrationStatus::Failed { details, .. }) if was_failed => {
-                first_failure.get_or_insert_with(|| {
-                    format!("{}: {}", instance_id(i), details.display_message())
-                });
+            OrchestrationStatus::Failed { details, .. } if was_failed => {
+                first_failure.get_or_insert_with(|| format!("{id}: {}", details.display_message()));
             }
-            other => bail!("{}: unexpected status {other:?}", instance_id(i)),
+            other => bail!("{id}: unexpected status {other:?}"),
         }
     }
     if let Some(f) = first_failure {
         eprintln!("duroxide: {failures} of {n} instances failed; first: {f}");
     }
-    rt.shutdown(None).await;
 
     eprintln!("{summary}");
     if args.json {
