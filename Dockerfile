@@ -9,12 +9,15 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that editing the sources does not rebuild them.
+# The bench crate is a workspace member, so its manifest must be there for cargo to load the
+# workspace; only the taskhub package is built.
 COPY Cargo.toml Cargo.lock ./
+COPY bench ./bench
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && cargo build --release --locked --bin taskhub \
+    && cargo build --release --locked -p taskhub --bin taskhub \
     && rm -rf src
 COPY src ./src
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin taskhub \
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked -p taskhub --bin taskhub \
     && strip target/release/taskhub
 
 FROM debian:bookworm-slim
