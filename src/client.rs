@@ -131,7 +131,7 @@ impl Client {
             version: String::new(),
             execution_id: new_guid_n(),
             input: json_text(input),
-            created_time: Utc::now(),
+            created_time: crate::model::now(),
             scheduled_start_time: scheduled_start,
             parent: None,
         };

@@ -238,7 +238,7 @@ impl HistoryEvent {
 
     /// An event that is not the result of an orchestrator action (event id -1), stamped now.
     pub fn unscheduled(kind: EventKind) -> Self {
-        Self::new(-1, Utc::now(), kind)
+        Self::new(-1, now(), kind)
     }
 
     pub fn event_type(&self) -> EventType {
@@ -468,6 +468,14 @@ impl EventKind {
     }
 }
 
+/// The current time at .NET tick precision (100 ns), the precision DTFx stores and every client
+/// parses: all event times come from here, so none carries more than 7 fraction digits.
+pub fn now() -> DateTime<Utc> {
+    use chrono::DurationRound;
+    let t = Utc::now();
+    t.duration_trunc(chrono::Duration::nanoseconds(100)).unwrap_or(t)
+}
+
 /// The prefix a rewound event's `GenericEvent.Data` starts with.
 pub const REWOUND_PREFIX: &str = "Rewound: ";
 
@@ -555,6 +563,13 @@ mod tests {
         assert_eq!(json["Timestamp"], "2018-02-28T05:18:53.891081Z");
         let back: HistoryEvent = serde_json::from_value(json).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn event_times_have_tick_precision() {
+        let t = format_history_time(now());
+        let digits = t.split_once('.').map_or(0, |(_, f)| f.trim_end_matches('Z').len());
+        assert!(digits <= 7, "{t}");
     }
 
     #[test]

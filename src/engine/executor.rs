@@ -103,7 +103,7 @@ pub async fn process_orchestration(
     registry: &Registry,
     item: OrchestrationWorkItem,
 ) {
-    match episode::plan(registry, &item, chrono::Utc::now()) {
+    match episode::plan(registry, &item, crate::model::now()) {
         episode::Plan::Commit(commit) => match store.complete_orchestration(&item, *commit).await {
             Ok(()) => {}
             Err(StoreError::LockLost) => {
