@@ -473,7 +473,8 @@ impl EventKind {
 pub fn now() -> DateTime<Utc> {
     use chrono::DurationRound;
     let t = Utc::now();
-    t.duration_trunc(chrono::Duration::nanoseconds(100)).unwrap_or(t)
+    t.duration_trunc(chrono::Duration::nanoseconds(100))
+        .unwrap_or(t)
 }
 
 /// The prefix a rewound event's `GenericEvent.Data` starts with.
@@ -568,7 +569,9 @@ mod tests {
     #[test]
     fn event_times_have_tick_precision() {
         let t = format_history_time(now());
-        let digits = t.split_once('.').map_or(0, |(_, f)| f.trim_end_matches('Z').len());
+        let digits = t
+            .split_once('.')
+            .map_or(0, |(_, f)| f.trim_end_matches('Z').len());
         assert!(digits <= 7, "{t}");
     }
 

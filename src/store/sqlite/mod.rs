@@ -296,11 +296,9 @@ impl Store for SqliteStore {
     }
 
     async fn get_instance(&self, id: &str) -> StoreResult<Option<InstanceRecord>> {
-        let (hub, id) = (self.hub.clone(), id.to_owned());
         self.shared
             .readers
-            .run(move |conn| reads::read_instance(conn, &hub, &id))
-            .await
+            .run_point(|conn| reads::read_instance(conn, &self.hub, id))
     }
 
     async fn get_history(&self, id: &str) -> StoreResult<Vec<HistoryEvent>> {

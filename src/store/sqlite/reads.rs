@@ -12,12 +12,17 @@ use super::schema::open_reader;
 use crate::model::HistoryEvent;
 use crate::store::{InstanceQuery, InstanceRecord, Page, StoreResult};
 
-/// Idle connections kept for reuse; more are opened on demand under load.
-const MAX_IDLE: usize = 8;
+/// Reads running at once. More threads than this only queue on the cores (and on SQLite's
+/// locks), so reads beyond it wait for a permit; every connection opened is then kept, instead
+/// of opening and closing connections under load.
+fn max_readers() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).max(4))
+}
 
 pub(super) struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
 }
 
 impl ReadPool {
@@ -25,7 +30,22 @@ impl ReadPool {
         Arc::new(Self {
             path,
             idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(max_readers()),
         })
+    }
+
+    /// Runs a point read (one indexed row, tens of microseconds) on the calling thread: handing
+    /// it to a blocking thread would cost more than the read itself. WAL readers never wait for
+    /// the writer, so this does not block the async runtime for long.
+    pub fn run_point<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let conn = self.idle.lock().unwrap().pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_reader(&self.path)?,
+        };
+        let result = f(&conn);
+        self.idle.lock().unwrap().push(conn);
+        result
     }
 
     /// Runs `f` on a pooled connection on tokio's blocking threads.
@@ -34,6 +54,7 @@ impl ReadPool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        let _permit = self.permits.acquire().await.map_err(backend)?;
         let pool = self.clone();
         tokio::task::spawn_blocking(move || {
             let conn = pool.idle.lock().unwrap().pop();
@@ -42,10 +63,7 @@ impl ReadPool {
                 None => open_reader(&pool.path)?,
             };
             let result = f(&conn);
-            let mut idle = pool.idle.lock().unwrap();
-            if idle.len() < MAX_IDLE {
-                idle.push(conn);
-            }
+            pool.idle.lock().unwrap().push(conn);
             result
         })
         .await
