@@ -26,6 +26,8 @@ pub enum Backend {
 
 /// Runs each `fn NAME(backend: Backend)` of the test file on both backends, as the tests
 /// `sqlite::NAME` and `azure::NAME`: the commands must behave the same on either store.
+// Not every test file that includes this module runs tests on both backends.
+#[allow(unused_macros)]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -47,6 +49,7 @@ macro_rules! backend_tests {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use backend_tests;
 
 pub struct Cli {

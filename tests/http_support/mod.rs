@@ -33,6 +33,8 @@ pub enum Backend {
 
 /// Runs each `async fn NAME(backend: Backend)` of the test file on both backends, as the tests
 /// `sqlite::NAME` and `azure::NAME`: the HTTP API must behave the same on either store.
+// Not every test file that includes this module runs tests on both backends.
+#[allow(unused_macros)]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -56,6 +58,7 @@ macro_rules! backend_tests {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use backend_tests;
 
 pub struct TestApp {
