@@ -1,16 +1,29 @@
-//! Every durable command against a SQLite file with no server running: starts are queued
-//! (instances stay Pending), everything else acts on what is stored.
+//! Every durable command against a SQLite file (and, for those in `backend_tests!`, an Azurite
+//! task hub) with no server running: starts are queued (instances stay Pending), everything else
+//! acts on what is stored.
 
 mod cli_support;
 
-use cli_support::{write, Cli};
+use cli_support::{backend_tests, write, Backend, Cli};
 use serde_json::{json, Value};
+
+// Each runs on SQLite and on Azurite: the commands must not depend on the store.
+backend_tests!(
+    start_new_queues_an_instance_with_its_input,
+    unknown_instances_are_exit_3,
+    get_history_of_a_queued_instance,
+    get_instances_pages_with_the_continuation_token,
+    get_instances_filters,
+    terminate_raise_event_and_rewind_are_sent_or_refused_by_state,
+    purge_history_says_how_many_it_removed,
+    delete_task_hub_removes_only_that_hub_and_counts_its_instances,
+    delete_task_hub_asks_first_on_a_terminal,
+);
 
 // ---- start-new ----
 
-#[test]
-fn start_new_queues_an_instance_with_its_input() {
-    let cli = Cli::new();
+fn start_new_queues_an_instance_with_its_input(backend: Backend) {
+    let cli = Cli::on(backend);
     let out = cli.ok(&[
         "start-new",
         "--function-name",
@@ -178,9 +191,8 @@ fn get_runtime_status_shows_input_and_output_only_when_asked() {
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), plain);
 }
 
-#[test]
-fn unknown_instances_are_exit_3() {
-    let cli = Cli::new();
+fn unknown_instances_are_exit_3(backend: Backend) {
+    let cli = Cli::on(backend);
     for cmd in [
         "get-runtime-status",
         "get-history",
@@ -193,9 +205,8 @@ fn unknown_instances_are_exit_3() {
     }
 }
 
-#[test]
-fn get_history_of_a_queued_instance() {
-    let cli = Cli::new();
+fn get_history_of_a_queued_instance(backend: Backend) {
+    let cli = Cli::on(backend);
     let id = cli.start("HelloSequence", &[]);
     // Nothing has run yet: the start is still a queued message.
     let text = cli.ok(&["get-history", "--id", &id]);
@@ -205,9 +216,8 @@ fn get_history_of_a_queued_instance() {
 
 // ---- get-instances ----
 
-#[test]
-fn get_instances_pages_with_the_continuation_token() {
-    let cli = Cli::new();
+fn get_instances_pages_with_the_continuation_token(backend: Backend) {
+    let cli = Cli::on(backend);
     for i in 0..3 {
         cli.start("HelloSequence", &["--id", &format!("page-{i}")]);
     }
@@ -252,9 +262,8 @@ fn get_instances_pages_with_the_continuation_token() {
     assert!(d["continuationToken"].is_string());
 }
 
-#[test]
-fn get_instances_filters() {
-    let cli = Cli::new();
+fn get_instances_filters(backend: Backend) {
+    let cli = Cli::on(backend);
     cli.start("HelloSequence", &["--id", "a"]);
     let count = |args: &[&str]| {
         let mut all = vec!["get-instances"];
@@ -296,9 +305,8 @@ fn get_instances_filters() {
 
 // ---- terminate / raise-event / rewind ----
 
-#[test]
-fn terminate_raise_event_and_rewind_are_sent_or_refused_by_state() {
-    let cli = Cli::new();
+fn terminate_raise_event_and_rewind_are_sent_or_refused_by_state(backend: Backend) {
+    let cli = Cli::on(backend);
     let id = cli.start("WaitForApproval", &[]);
 
     let out = cli.ok(&[
@@ -360,9 +368,8 @@ fn terminate_raise_event_and_rewind_are_sent_or_refused_by_state() {
 
 // ---- purge-history / delete-task-hub ----
 
-#[test]
-fn purge_history_says_how_many_it_removed() {
-    let cli = Cli::new();
+fn purge_history_says_how_many_it_removed(backend: Backend) {
+    let cli = Cli::on(backend);
     for i in 0..3 {
         cli.start("HelloSequence", &["--id", &format!("p{i}")]);
     }
@@ -383,12 +390,12 @@ fn purge_history_says_how_many_it_removed() {
     cli.fails(&["get-runtime-status", "--id", "p0"], 3);
 }
 
-#[test]
-fn delete_task_hub_removes_only_that_hub_and_counts_its_instances() {
-    let cli = Cli::new();
+fn delete_task_hub_removes_only_that_hub_and_counts_its_instances(backend: Backend) {
+    let cli = Cli::on(backend);
+    let other = cli.other_hub();
     cli.start(
         "HelloSequence",
-        &["--id", "keep", "--task-hub-name", "Other"],
+        &["--id", "keep", "--task-hub-name", &other],
     );
     for i in 0..2 {
         cli.start("HelloSequence", &["--id", &format!("d{i}")]);
@@ -397,31 +404,34 @@ fn delete_task_hub_removes_only_that_hub_and_counts_its_instances() {
     let out = cli.ok(&["delete-task-hub"]);
     assert_eq!(
         out.trim(),
-        "Task hub 'DurableFunctionsHub' deleted: 2 instances with their history removed."
+        format!(
+            "Task hub '{}' deleted: 2 instances with their history removed.",
+            cli.hub
+        )
     );
     assert_eq!(cli.json(&["get-instances"])["instances"], json!([]));
-    assert_eq!(cli.status_in("Other", "keep")["runtimeStatus"], "Pending");
+    assert_eq!(cli.status_in(&other, "keep")["runtimeStatus"], "Pending");
     let v = cli.json(&[
         "durable",
         "delete-task-hub",
         "--task-hub-name",
-        "Other",
+        &other,
         "--yes",
     ]);
-    assert_eq!(v, json!({"taskHub": "Other", "instancesDeleted": 1}));
+    assert_eq!(v, json!({"taskHub": other, "instancesDeleted": 1}));
 }
 
-#[test]
-fn delete_task_hub_asks_first_on_a_terminal() {
-    let cli = Cli::new();
+fn delete_task_hub_asks_first_on_a_terminal(backend: Backend) {
+    let cli = Cli::on(backend);
     cli.start("HelloSequence", &["--id", "precious"]);
     let no = cli
         .run_in_terminal("delete-task-hub", "n\n")
         .expect("this test needs util-linux `script` (Debian package bsdutils)");
     assert!(
-        no.stdout.contains(
-            "Delete task hub 'DurableFunctionsHub' with its 1 instance and their history? [y/N]"
-        ),
+        no.stdout.contains(&format!(
+            "Delete task hub '{}' with its 1 instance and their history? [y/N]",
+            cli.hub
+        )),
         "{}",
         no.stdout
     );

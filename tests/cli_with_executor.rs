@@ -1,13 +1,11 @@
-//! The command line while an executor runs on the same SQLite file in another process (this
-//! test process): what the CLI writes is picked up and run, and what the executor writes is what
+//! The command line while an executor runs on the same SQLite file or Azurite task hub in another
+//! process (this test process): what the CLI writes is picked up and run, and what the executor writes is what
 //! the CLI shows.
 
 mod cli_support;
 mod common;
 
-use std::path::Path;
-
-use cli_support::{write, Cli};
+use cli_support::{backend_tests, write, Backend, Cli};
 use serde_json::{json, Value};
 
 /// An executor with the samples registered over `db`, on its own tokio runtime, so that the test
@@ -18,7 +16,8 @@ struct Executor {
 }
 
 impl Executor {
-    fn start(db: &Path) -> Self {
+    /// On the CLI's storage and default hub.
+    fn start(cli: &Cli) -> Self {
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -26,7 +25,13 @@ impl Executor {
             .unwrap();
         let (runtime, _client) = {
             let _in_runtime = tokio.enter();
-            common::test_hub_at(db)
+            match cli.backend {
+                Backend::Sqlite => common::test_hub_at(&cli.db),
+                #[cfg(feature = "azure")]
+                Backend::Azure => {
+                    cli_support::azure::runtime(&cli.hub, taskhub::samples::registry(), true, &[])
+                }
+            }
         };
         Self {
             tokio,
@@ -45,10 +50,18 @@ impl Drop for Executor {
 
 const GREETINGS: [&str; 3] = ["Hello Tokyo!", "Hello Seattle!", "Hello London!"];
 
-#[test]
-fn a_start_from_the_cli_is_run_and_its_status_and_history_are_shown() {
-    let cli = Cli::new();
-    let _executor = Executor::start(&cli.db);
+// Each runs on SQLite and on Azurite: the commands must not depend on the store.
+backend_tests!(
+    a_start_from_the_cli_is_run_and_its_status_and_history_are_shown,
+    a_start_queued_with_no_server_runs_when_one_starts,
+    raise_event_delivers_data_and_terminate_stops_a_waiting_instance,
+    rewind_revives_a_failed_instance,
+    purge_history_by_status_leaves_running_instances,
+);
+
+fn a_start_from_the_cli_is_run_and_its_status_and_history_are_shown(backend: Backend) {
+    let cli = Cli::on(backend);
+    let _executor = Executor::start(&cli);
     let id = cli.start("E1_HelloSequence", &[]);
     let s = cli.until_status(&id, 20, "Completed");
     assert_eq!(s["output"], json!(GREETINGS));
@@ -109,23 +122,21 @@ fn a_start_from_the_cli_is_run_and_its_status_and_history_are_shown() {
     );
 }
 
-#[test]
-fn a_start_queued_with_no_server_runs_when_one_starts() {
-    let cli = Cli::new();
+fn a_start_queued_with_no_server_runs_when_one_starts(backend: Backend) {
+    let cli = Cli::on(backend);
     let id = cli.start("HelloSequence", &["--input", "null"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(cli.status(&id)["runtimeStatus"], "Pending");
-    let _executor = Executor::start(&cli.db);
+    let _executor = Executor::start(&cli);
     assert_eq!(
         cli.until_status(&id, 20, "Completed")["output"],
         json!(GREETINGS)
     );
 }
 
-#[test]
-fn raise_event_delivers_data_and_terminate_stops_a_waiting_instance() {
-    let cli = Cli::new();
-    let _executor = Executor::start(&cli.db);
+fn raise_event_delivers_data_and_terminate_stops_a_waiting_instance(backend: Backend) {
+    let cli = Cli::on(backend);
+    let _executor = Executor::start(&cli);
 
     let approve = cli.start("WaitForApproval", &["--id", "approve-me"]);
     let s = cli.until(&approve, 20, |s| s["customStatus"] == "waiting");
@@ -169,10 +180,9 @@ fn raise_event_delivers_data_and_terminate_stops_a_waiting_instance() {
     assert!(e.contains("Completed"), "{e}");
 }
 
-#[test]
-fn rewind_revives_a_failed_instance() {
-    let cli = Cli::new();
-    let _executor = Executor::start(&cli.db);
+fn rewind_revives_a_failed_instance(backend: Backend) {
+    let cli = Cli::on(backend);
+    let _executor = Executor::start(&cli);
     let id = cli.start("FailAtStep", &[]);
     let failed = cli.until_status(&id, 20, "Failed");
     assert!(failed["output"].is_string(), "{failed}");
@@ -195,10 +205,9 @@ fn rewind_revives_a_failed_instance() {
     assert!(e.contains("Completed"), "{e}");
 }
 
-#[test]
-fn purge_history_by_status_leaves_running_instances() {
-    let cli = Cli::new();
-    let _executor = Executor::start(&cli.db);
+fn purge_history_by_status_leaves_running_instances(backend: Backend) {
+    let cli = Cli::on(backend);
+    let _executor = Executor::start(&cli);
     let done: Vec<String> = (0..3).map(|_| cli.start("HelloSequence", &[])).collect();
     let waiting = cli.start("WaitForApproval", &[]);
     for id in &done {

@@ -1,5 +1,5 @@
 //! The command line while `taskhub serve` (the real binary, another process) has the same
-//! SQLite file open: instances started from the CLI are run by the server and visible over HTTP
+//! SQLite file or Azurite task hub open: instances started from the CLI are run by the server and visible over HTTP
 //! at once, and the CLI manages instances started over HTTP.
 
 mod cli_support;
@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cli_support::{write, Cli};
+use cli_support::{backend_tests, write, Backend, Cli};
 use serde_json::{json, Value};
 
 const API: &str = "runtime/webhooks/durabletask";
@@ -110,9 +110,16 @@ impl Drop for Server {
 
 const GREETINGS: [&str; 3] = ["Hello Tokyo!", "Hello Seattle!", "Hello London!"];
 
-#[test]
-fn an_instance_started_from_the_cli_is_visible_over_http_at_once_and_runs() {
-    let cli = Cli::new();
+// Each runs on SQLite and on Azurite: `taskhub serve` and the CLI share either store.
+backend_tests!(
+    an_instance_started_from_the_cli_is_visible_over_http_at_once_and_runs,
+    the_cli_manages_instances_started_over_http,
+    rewind_from_the_cli_revives_a_failed_instance_the_server_runs,
+    a_start_queued_before_the_server_starts_runs_when_it_does,
+);
+
+fn an_instance_started_from_the_cli_is_visible_over_http_at_once_and_runs(backend: Backend) {
+    let cli = Cli::on(backend);
     let server = Server::start(&cli);
     let id = cli.start("HelloSequence", &["--input", "{\"from\":\"cli\"}"]);
     let (code, body) = server.status(&id);
@@ -126,9 +133,8 @@ fn an_instance_started_from_the_cli_is_visible_over_http_at_once_and_runs() {
     assert_eq!(cli.status(&id)["output"], json!(GREETINGS));
 }
 
-#[test]
-fn the_cli_manages_instances_started_over_http() {
-    let cli = Cli::new();
+fn the_cli_manages_instances_started_over_http(backend: Backend) {
+    let cli = Cli::on(backend);
     let server = Server::start(&cli);
 
     let (code, body) = server.post("api/orchestrators/WaitForApproval/approval-http", json!(60));
@@ -164,9 +170,8 @@ fn the_cli_manages_instances_started_over_http() {
     assert_eq!(server.status("stop-me").0, 404);
 }
 
-#[test]
-fn rewind_from_the_cli_revives_a_failed_instance_the_server_runs() {
-    let cli = Cli::new();
+fn rewind_from_the_cli_revives_a_failed_instance_the_server_runs(backend: Backend) {
+    let cli = Cli::on(backend);
     let server = Server::start(&cli);
     let id = cli.start("FailAtStep", &[]);
     server.until(&id, 20, |b| b["runtimeStatus"] == "Failed");
@@ -175,9 +180,8 @@ fn rewind_from_the_cli_revives_a_failed_instance_the_server_runs() {
     assert_eq!(done["output"], "ok");
 }
 
-#[test]
-fn a_start_queued_before_the_server_starts_runs_when_it_does() {
-    let cli = Cli::new();
+fn a_start_queued_before_the_server_starts_runs_when_it_does(backend: Backend) {
+    let cli = Cli::on(backend);
     let id = cli.start("HelloSequence", &[]);
     assert_eq!(cli.status(&id)["runtimeStatus"], "Pending");
     let server = Server::start(&cli);

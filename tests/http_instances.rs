@@ -4,13 +4,23 @@ mod http_support;
 
 use std::collections::BTreeSet;
 
-use http_support::{header, json_body, spawn_app};
+use http_support::{backend_tests, header, json_body, spawn_app_on, Backend};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn status_codes_follow_the_runtime_status() {
-    let app = spawn_app().await;
+// Each runs on SQLite and on Azurite: the API must not depend on the store.
+backend_tests!(
+    status_codes_follow_the_runtime_status,
+    failed_is_200_in_v2_500_with_the_flag_and_in_v1,
+    history_rendering,
+    list_filters_pages_and_always_sends_the_token,
+    purge_one,
+    purge_by_filter,
+    ids_with_spaces_and_unknown_routes,
+);
+
+async fn status_codes_follow_the_runtime_status(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let r = app.get(&app.v2("/instances/nobody")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.bytes().await.unwrap().is_empty());
@@ -53,9 +63,8 @@ async fn status_codes_follow_the_runtime_status() {
     assert_eq!(json_body(r).await["output"], "enough");
 }
 
-#[tokio::test]
-async fn failed_is_200_in_v2_500_with_the_flag_and_in_v1() {
-    let app = spawn_app().await;
+async fn failed_is_200_in_v2_500_with_the_flag_and_in_v1(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let id = app.start("FailAtStep", &Value::Null).await;
     app.until_status(&id, "Failed").await;
     let path = format!("/instances/{id}");
@@ -72,9 +81,8 @@ async fn failed_is_200_in_v2_500_with_the_flag_and_in_v1() {
     assert!(v["output"].is_string());
 }
 
-#[tokio::test]
-async fn history_rendering() {
-    let app = spawn_app().await;
+async fn history_rendering(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let id = app.start("HelloSequence", &json!({"x": 1})).await;
     app.until_status(&id, "Completed").await;
 
@@ -128,9 +136,8 @@ async fn history_rendering() {
     }
 }
 
-#[tokio::test]
-async fn list_filters_pages_and_always_sends_the_token() {
-    let app = spawn_app().await;
+async fn list_filters_pages_and_always_sends_the_token(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let mut ids = BTreeSet::new();
     for i in 0..5 {
         let r = app
@@ -216,9 +223,8 @@ async fn list_filters_pages_and_always_sends_the_token() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn purge_one() {
-    let app = spawn_app().await;
+async fn purge_one(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     assert_eq!(
         app.delete(&app.v2("/instances/nobody")).await.status(),
         StatusCode::NOT_FOUND
@@ -241,9 +247,8 @@ async fn purge_one() {
     );
 }
 
-#[tokio::test]
-async fn purge_by_filter() {
-    let app = spawn_app().await;
+async fn purge_by_filter(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let r = app.delete(&app.v2("/instances")).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -286,9 +291,8 @@ async fn purge_by_filter() {
     );
 }
 
-#[tokio::test]
-async fn ids_with_spaces_and_unknown_routes() {
-    let app = spawn_app().await;
+async fn ids_with_spaces_and_unknown_routes(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let r = app
         .post(&app.v2("/orchestrators/HelloSequence/with%20space"))
         .await;

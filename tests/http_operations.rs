@@ -2,13 +2,22 @@
 
 mod http_support;
 
-use http_support::{json_body, spawn_app};
+use http_support::{backend_tests, json_body, spawn_app_on, Backend};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn raise_event() {
-    let app = spawn_app().await;
+// Each runs on SQLite and on Azurite: the API must not depend on the store.
+backend_tests!(
+    raise_event,
+    terminate,
+    suspend_and_resume,
+    rewind,
+    restart,
+    operations_on_unknown_paths_and_methods,
+);
+
+async fn raise_event(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let url = |id: &str| app.v2(&format!("/instances/{id}/raiseEvent/Approval"));
     assert_eq!(
         app.post_json(&url("nobody"), &json!(true)).await.status(),
@@ -59,9 +68,8 @@ async fn raise_event() {
     );
 }
 
-#[tokio::test]
-async fn terminate() {
-    let app = spawn_app().await;
+async fn terminate(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     assert_eq!(
         app.post(&app.v2("/instances/nobody/terminate"))
             .await
@@ -83,9 +91,8 @@ async fn terminate() {
     );
 }
 
-#[tokio::test]
-async fn suspend_and_resume() {
-    let app = spawn_app().await;
+async fn suspend_and_resume(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let op = |id: &str, op: &str| app.v2(&format!("/instances/{id}/{op}?reason=test"));
     assert_eq!(app.post(&op("nobody", "suspend")).await.status(), 404);
     assert_eq!(app.post(&op("nobody", "resume")).await.status(), 404);
@@ -132,9 +139,8 @@ async fn suspend_and_resume() {
     );
 }
 
-#[tokio::test]
-async fn rewind() {
-    let app = spawn_app().await;
+async fn rewind(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     assert_eq!(
         app.post(&app.v2("/instances/nobody/rewind")).await.status(),
         StatusCode::NOT_FOUND
@@ -159,9 +165,8 @@ async fn rewind() {
     assert_eq!(s["output"], "ok");
 }
 
-#[tokio::test]
-async fn restart() {
-    let app = spawn_app().await;
+async fn restart(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let r = app.post(&app.v2("/instances/nobody/restart")).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -205,9 +210,8 @@ async fn restart() {
     assert_eq!(r.status(), StatusCode::CONFLICT);
 }
 
-#[tokio::test]
-async fn operations_on_unknown_paths_and_methods() {
-    let app = spawn_app().await;
+async fn operations_on_unknown_paths_and_methods(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let id = app.start("LongTimer", &json!(60)).await;
     assert_eq!(
         app.post(&app.v2(&format!("/instances/{id}/explode")))

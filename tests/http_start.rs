@@ -5,15 +5,29 @@ mod http_support;
 
 use std::time::{Duration, Instant};
 
-use http_support::{header, json_body, spawn_app, spawn_with};
+use http_support::{
+    backend_tests, header, json_body, spawn_app, spawn_app_on, spawn_with, Backend,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const HELLO: [&str; 3] = ["Hello Tokyo!", "Hello Seattle!", "Hello London!"];
 
-#[tokio::test]
-async fn start_answers_202_with_the_v2_payload_and_headers() {
-    let app = spawn_app().await;
+// Each runs on SQLite and on Azurite: the API must not depend on the store.
+backend_tests!(
+    start_answers_202_with_the_v2_payload_and_headers,
+    v1_payload_has_rewind_and_no_restart,
+    start_with_an_id_input_and_the_id_reuse_rules,
+    bad_starts_are_400_and_start_nothing,
+    empty_body_with_any_content_type_is_null_input_and_json_string_is_kept,
+    wait_variant_answers_with_the_output_or_202,
+    wait_variant_on_failure_gives_the_status_object,
+    user_level_sample_routes,
+    graceful_shutdown_answers_waiters,
+);
+
+async fn start_answers_202_with_the_v2_payload_and_headers(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let r = app.post(&app.v2("/orchestrators/HelloSequence")).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(header(&r, "retry-after").as_deref(), Some("10"));
@@ -39,16 +53,16 @@ async fn start_answers_202_with_the_v2_payload_and_headers() {
         .chars()
         .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     let status_url = format!(
-        "{}/runtime/webhooks/durabletask/instances/{id}?taskHub=DurableFunctionsHub&connection=Storage",
-        app.origin
+        "{}/runtime/webhooks/durabletask/instances/{id}?taskHub={}&connection=Storage",
+        app.origin, app.hub
     );
     assert_eq!(body["statusQueryGetUri"], status_url);
     assert_eq!(location, status_url);
     assert_eq!(
         body["terminatePostUri"],
         format!(
-            "{}/runtime/webhooks/durabletask/instances/{id}/terminate?reason={{text}}&taskHub=DurableFunctionsHub&connection=Storage",
-            app.origin
+            "{}/runtime/webhooks/durabletask/instances/{id}/terminate?reason={{text}}&taskHub={}&connection=Storage",
+            app.origin, app.hub
         )
     );
     // The generated URL works as given.
@@ -57,9 +71,8 @@ async fn start_answers_202_with_the_v2_payload_and_headers() {
     assert_eq!(app.get(&status_url).await.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn v1_payload_has_rewind_and_no_restart() {
-    let app = spawn_app().await;
+async fn v1_payload_has_rewind_and_no_restart(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let r = app.post(&app.v1("/Orchestrators/HelloSequence")).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let body = json_body(r).await;
@@ -81,9 +94,8 @@ async fn v1_payload_has_rewind_and_no_restart() {
         .contains("/admin/extensions/DurableTaskExtension/instances/"));
 }
 
-#[tokio::test]
-async fn start_with_an_id_input_and_the_id_reuse_rules() {
-    let app = spawn_app().await;
+async fn start_with_an_id_input_and_the_id_reuse_rules(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let url = app.v2("/orchestrators/LongTimer/my%20timer");
     let r = app.post_json(&url, &json!(30)).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
@@ -116,9 +128,8 @@ async fn start_with_an_id_input_and_the_id_reuse_rules() {
     .await;
 }
 
-#[tokio::test]
-async fn bad_starts_are_400_and_start_nothing() {
-    let app = spawn_app().await;
+async fn bad_starts_are_400_and_start_nothing(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let cases = [
         (
             app.v2("/orchestrators/HelloSequence/bad"),
@@ -159,9 +170,8 @@ async fn bad_starts_are_400_and_start_nothing() {
     assert_eq!(list, json!([]), "nothing was started");
 }
 
-#[tokio::test]
-async fn empty_body_with_any_content_type_is_null_input_and_json_string_is_kept() {
-    let app = spawn_app().await;
+async fn empty_body_with_any_content_type_is_null_input_and_json_string_is_kept(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let r = app
         .http
         .post(app.v2("/orchestrators/HelloSequence/a"))
@@ -185,17 +195,25 @@ async fn empty_body_with_any_content_type_is_null_input_and_json_string_is_kept(
     assert_eq!(app.until_status("b", "Completed").await["input"], json!(""));
 }
 
-#[tokio::test]
-async fn wait_variant_answers_with_the_output_or_202() {
-    let app = spawn_app().await;
+async fn wait_variant_answers_with_the_output_or_202(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    // SQLite pushes changes, so the answer must not wait for a 10 s polling interval. The Azure
+    // store cannot (another process may finish the instance), so the wait polls at the caller's
+    // interval as Durable Functions does; a 1 s interval must still answer promptly.
+    let polling = match backend {
+        Backend::Sqlite => 10,
+        #[cfg(feature = "azure")]
+        Backend::Azure => 1,
+    };
     let started = Instant::now();
     let r = app
-        .post(&app.v2("/orchestrators/HelloSequence?timeout=20&pollingInterval=10"))
+        .post(&app.v2(&format!(
+            "/orchestrators/HelloSequence?timeout=20&pollingInterval={polling}"
+        )))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(header(&r, "location").is_none());
     assert_eq!(json_body(r).await, json!(HELLO));
-    // Event-driven: the answer does not wait for the 10 s polling interval.
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "{:?}",
@@ -213,9 +231,8 @@ async fn wait_variant_answers_with_the_output_or_202() {
     assert!(json_body(r).await["statusQueryGetUri"].is_string());
 }
 
-#[tokio::test]
-async fn wait_variant_on_failure_gives_the_status_object() {
-    let app = spawn_app().await;
+async fn wait_variant_on_failure_gives_the_status_object(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let r = app
         .post(&app.v2("/orchestrators/FailAtStep/f1?timeout=20"))
         .await;
@@ -233,9 +250,8 @@ async fn wait_variant_on_failure_gives_the_status_object() {
     assert_eq!(json_body(r).await["runtimeStatus"], "Failed");
 }
 
-#[tokio::test]
-async fn user_level_sample_routes() {
-    let app = spawn_app().await;
+async fn user_level_sample_routes(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     for prefix in ["/api", ""] {
         let r = app
             .post(&app.url(&format!("{prefix}/orchestrators/E1_HelloSequence")))
@@ -378,9 +394,8 @@ async fn oversized_bodies_are_413_and_start_nothing() {
     assert_eq!(app.get(&app.v2("/instances/big")).await.status(), 404);
 }
 
-#[tokio::test]
-async fn graceful_shutdown_answers_waiters() {
-    let app = spawn_app().await;
+async fn graceful_shutdown_answers_waiters(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let url = app.url("/api/orchestrators/LongTimer/wait?timeout=60");
     let waiter = {
         let http = app.http.clone();

@@ -1,4 +1,5 @@
-//! Runs the real `taskhub` binary against a fresh SQLite file in a temp directory.
+//! Runs the real `taskhub` binary against a fresh SQLite file in a temp directory, or
+//! (`Cli::on(Backend::Azure)`) against Azurite in a fresh task hub.
 
 #![allow(dead_code)]
 
@@ -9,9 +10,55 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[cfg(feature = "azure")]
+#[path = "../azure/mod.rs"]
+pub mod azure;
+
+/// Where the binary under test keeps its task hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    /// Azurite (`UseDevelopmentStorage=true`), a fresh task hub per `Cli` so tests running in
+    /// parallel on the one emulator never see each other's instances.
+    #[cfg(feature = "azure")]
+    Azure,
+}
+
+/// Runs each `fn NAME(backend: Backend)` of the test file on both backends, as the tests
+/// `sqlite::NAME` and `azure::NAME`: the commands must behave the same on either store.
+// Not every test file that includes this module runs tests on both backends.
+#[allow(unused_macros)]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::cli_support::Backend::Sqlite)
+                }
+            )*
+        }
+        #[cfg(feature = "azure")]
+        mod azure {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::cli_support::Backend::Azure)
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use backend_tests;
+
 pub struct Cli {
     pub dir: tempfile::TempDir,
+    /// The SQLite file (unused on Azure).
     pub db: PathBuf,
+    pub backend: Backend,
+    /// The default task hub of every run.
+    pub hub: String,
     env: Vec<(String, String)>,
 }
 
@@ -25,13 +72,43 @@ impl Cli {
     /// A temp directory (the working directory of every run, so no `config/taskhub.toml` of the
     /// repository is read) with `AzureWebJobsStorage=sqlite:<dir>/taskhub.db`.
     pub fn new() -> Self {
+        Self::on(Backend::Sqlite)
+    }
+
+    /// On Azure: `AzureWebJobsStorage=UseDevelopmentStorage=true` and `TASKHUB_TASK_HUB` set to
+    /// a fresh hub (the environment, so `--task-hub-name` stays free for tests that name
+    /// another hub). Fails at once when Azurite is not running.
+    pub fn on(backend: Backend) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("taskhub.db");
-        let env = vec![(
-            "AzureWebJobsStorage".to_string(),
-            format!("sqlite:{}", db.display()),
-        )];
-        Self { dir, db, env }
+        let mut cli = Self {
+            env: vec![(
+                "AzureWebJobsStorage".to_string(),
+                format!("sqlite:{}", db.display()),
+            )],
+            dir,
+            db,
+            backend,
+            hub: "DurableFunctionsHub".to_string(),
+        };
+        #[cfg(feature = "azure")]
+        if backend == Backend::Azure {
+            azure::require_azurite();
+            cli.hub = azure::fresh_hub();
+            let hub = cli.hub.clone();
+            cli.env("AzureWebJobsStorage", azure::CONN)
+                .env("TASKHUB_TASK_HUB", &hub);
+        }
+        cli
+    }
+
+    /// Another task hub name on the same storage that no other test uses.
+    pub fn other_hub(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => "Other".to_string(),
+            #[cfg(feature = "azure")]
+            Backend::Azure => azure::fresh_hub(),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -1,4 +1,5 @@
 //! `spawn_app()`: the real server on 127.0.0.1:0 over a fresh SQLite file, spoken to over HTTP.
+//! `spawn_on(Backend::Azure, ..)`: the same server on Azurite, in a task hub of its own.
 //! Nothing reads or writes the process environment, so tests run in parallel.
 
 #![allow(dead_code)]
@@ -15,11 +16,58 @@ use taskhub::samples;
 use taskhub::storage::Storage;
 use tokio::sync::oneshot;
 
+#[cfg(feature = "azure")]
+#[path = "../azure/mod.rs"]
+pub mod azure;
+
+/// Where the server under test keeps its task hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file in a temp directory.
+    Sqlite,
+    /// Azurite (`UseDevelopmentStorage=true`), a fresh task hub per server so tests running in
+    /// parallel on the one emulator never see each other's instances.
+    #[cfg(feature = "azure")]
+    Azure,
+}
+
+/// Runs each `async fn NAME(backend: Backend)` of the test file on both backends, as the tests
+/// `sqlite::NAME` and `azure::NAME`: the HTTP API must behave the same on either store.
+// Not every test file that includes this module runs tests on both backends.
+#[allow(unused_macros)]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::http_support::Backend::Sqlite).await
+                }
+            )*
+        }
+        #[cfg(feature = "azure")]
+        mod azure {
+            $(
+                // Multi-threaded like the Azure store's own tests: its HTTP calls and partition
+                // manager run beside the server.
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::http_support::Backend::Azure).await
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use backend_tests;
+
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub origin: String,
     pub http: reqwest::Client,
     pub runtime: Arc<Runtime>,
+    /// The default task hub (fresh per server on Azure).
+    pub hub: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -29,8 +77,18 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(|_| {}).await
 }
 
+pub async fn spawn_app_on(backend: Backend) -> TestApp {
+    spawn_on(backend, |_| {}).await
+}
+
 /// With config changes. The connection setting `Other` names a second SQLite file.
 pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_on(Backend::Sqlite, configure).await
+}
+
+/// On the given backend, with config changes. On Azure the default connection setting holds
+/// `UseDevelopmentStorage=true` and the task hub is fresh; `Other` is still a SQLite file.
+pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         sqlite_path: dir.path().join("taskhub.db"),
@@ -41,12 +99,26 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         },
         ..Config::default()
     };
+    let default_conn = match backend {
+        Backend::Sqlite => None,
+        #[cfg(feature = "azure")]
+        Backend::Azure => {
+            azure::require_azurite();
+            config.task_hub = azure::fresh_hub();
+            Some(azure::CONN.to_string())
+        }
+    };
     configure(&mut config);
     let other = format!("sqlite:{}", dir.path().join("other.db").display());
+    let setting = config.connection_setting.clone();
     let storage = Storage::with_env(
         &config.connection_setting,
         &config.sqlite_path,
-        move |name| (name == "Other").then(|| other.clone()),
+        move |name| match name {
+            "Other" => Some(other.clone()),
+            n if n == setting => default_conn.clone(),
+            _ => None,
+        },
     );
     let runtime = Arc::new(Runtime::with_storage(&config, samples::registry(), storage));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -60,6 +132,7 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         origin,
         http: reqwest::Client::new(),
         runtime,
+        hub: config.task_hub.clone(),
         shutdown: Some(tx),
         server: Some(server),
         _dir: dir,
