@@ -15,7 +15,8 @@ pub struct Runtime {
     registry: Arc<Registry>,
     default_hub: String,
     executor: Option<ExecutorOptions>,
-    executors: Mutex<HashMap<(String, String), ExecutorHandle>>,
+    /// Running executors, keyed by the address of the store they drive.
+    executors: Mutex<HashMap<usize, ExecutorHandle>>,
 }
 
 impl Runtime {
@@ -58,10 +59,9 @@ impl Runtime {
         let hub = hub.unwrap_or(&self.default_hub);
         let store = self.storage.open(connection, hub)?;
         if let Some(options) = &self.executor {
-            let key = (
-                format!("{:?}", self.storage.resolve(connection)?),
-                hub.to_string(),
-            );
+            // `Storage` keeps one store per (backend, hub) open for good, so the store's address
+            // identifies the hub without resolving the connection a second time per request.
+            let key = Arc::as_ptr(&store) as *const () as usize;
             let mut executors = self.executors.lock().unwrap();
             executors.entry(key).or_insert_with(|| {
                 executor::spawn(store.clone(), self.registry.clone(), options.clone())
