@@ -60,10 +60,11 @@ impl Default for Config {
 
 impl Default for ExecutorConfig {
     fn default() -> Self {
+        let workers = crate::engine::executor::ExecutorOptions::default();
         Self {
             enabled: true,
-            orchestration_workers: 32,
-            activity_workers: 32,
+            orchestration_workers: workers.orchestration_workers,
+            activity_workers: workers.activity_workers,
         }
     }
 }
@@ -164,7 +165,7 @@ mod tests {
             toml::from_str("task_hub = \"FromFile\"\n[executor]\nactivity_workers = 3").unwrap();
         assert_eq!(c.task_hub, "FromFile");
         assert_eq!(c.executor.activity_workers, 3);
-        assert_eq!(c.executor.orchestration_workers, 32);
+        assert_eq!(c.executor.orchestration_workers, 128);
         c.apply_env(|n| (n == "TASKHUB_TASK_HUB").then(|| "FromEnv".to_string()))
             .unwrap();
         assert_eq!(c.task_hub, "FromEnv");

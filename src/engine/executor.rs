@@ -24,11 +24,14 @@ pub struct ExecutorOptions {
     pub activity_workers: usize,
 }
 
+/// Workers are cheap tasks, and each one holds at most one write in flight: more of them means
+/// more work per group commit (one fsync). 128/128 ran HelloCities5 ~35 % faster than 32/32 on
+/// 2 cores (BENCHMARKS.md).
 impl Default for ExecutorOptions {
     fn default() -> Self {
         Self {
-            orchestration_workers: 32,
-            activity_workers: 32,
+            orchestration_workers: 128,
+            activity_workers: 128,
         }
     }
 }
