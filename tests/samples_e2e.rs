@@ -208,9 +208,8 @@ async fn fail_at_step_fails_then_completes_after_rewind() {
         .any(|e| matches!(e.kind, EventKind::ExecutionRewound { .. })));
 }
 
-#[tokio::test]
-async fn terminate_ends_a_waiting_instance_with_the_reason() {
-    let h = test_hub();
+/// A WaitForApproval instance that is Running (waiting for its event).
+async fn start_waiting(h: &common::TestHub) -> InstanceId {
     let i = h
         .client
         .start("WaitForApproval", None, Value::Null)
@@ -220,6 +219,13 @@ async fn terminate_ends_a_waiting_instance_with_the_reason() {
         s.runtime_status == RuntimeStatus::Running
     })
     .await;
+    i
+}
+
+#[tokio::test]
+async fn terminate_ends_a_waiting_instance_with_the_reason() {
+    let h = test_hub();
+    let i = start_waiting(&h).await;
     h.client
         .terminate(i.as_str(), Some("no longer needed".into()))
         .await
@@ -241,15 +247,7 @@ async fn terminate_ends_a_waiting_instance_with_the_reason() {
 #[tokio::test]
 async fn suspend_holds_events_until_resume() {
     let h = test_hub();
-    let i = h
-        .client
-        .start("WaitForApproval", None, Value::Null)
-        .await
-        .unwrap();
-    until(&h.client, i.as_str(), 10, |s| {
-        s.runtime_status == RuntimeStatus::Running
-    })
-    .await;
+    let i = start_waiting(&h).await;
     h.client.suspend(i.as_str(), None).await.unwrap();
     until(&h.client, i.as_str(), 10, |s| {
         s.runtime_status == RuntimeStatus::Suspended
