@@ -120,6 +120,14 @@ fn index_of(id: &str) -> Option<usize> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut args = Args::parse();
+    // The engine's warnings (failed Azure calls, lost locks) explain a slow run; RUST_LOG for more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     if args.connection.is_some() {
         if args.only == Some(Only::Duroxide) {
             bail!("--connection selects taskhub's store; duroxide runs on SQLite only");

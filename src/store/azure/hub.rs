@@ -39,6 +39,29 @@ pub struct Hub {
     seq: AtomicI64,
 }
 
+/// One HTTP client (connection pool) per process, shared by every hub and service.
+///
+/// The crates' default client sets `pool_max_idle_per_host(0)`: a new TCP connection for every
+/// request. Under load that fills the port range with TIME_WAIT sockets and adds a connect to
+/// every call. Pooled connections instead, dropped after 4 s idle: before Node's 5 s keep-alive
+/// closes them under us (Azurite), so a reused connection is not one the server is closing.
+/// Timeouts turn a hung request into an I/O error, which the retry policy retries.
+fn transport() -> azure_core::TransportOptions {
+    static CLIENT: std::sync::OnceLock<std::sync::Arc<reqwest::Client>> =
+        std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        std::sync::Arc::new(
+            reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(4))
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("building an HTTP client with static settings"),
+        )
+    });
+    azure_core::TransportOptions::new(client.clone())
+}
+
 fn retry() -> azure_core::RetryOptions {
     // Short, bounded retries: an unreachable emulator must fail a call in seconds, not minutes.
     azure_core::RetryOptions::fixed(
@@ -61,14 +84,17 @@ impl Hub {
             creds.clone(),
         )
         .retry(retry())
+        .transport(transport())
         .build();
         let queues =
             QueueServiceClientBuilder::with_location(loc(&account.queue_endpoint), creds.clone())
                 .retry(retry())
+                .transport(transport())
                 .build();
         let blobs: BlobServiceClient =
             ClientBuilder::with_location(loc(&account.blob_endpoint), creds)
                 .retry(retry())
+                .transport(transport())
                 .blob_service_client();
         let lower = hub.to_ascii_lowercase();
         Self::from_clients(hub, opts, &tables, queues, &blobs, &lower)
