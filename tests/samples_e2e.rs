@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{finish, test_hub, until};
+use common::{finish, test_hub, test_hub_with, until};
 use serde_json::{json, Value};
 use taskhub::client::ClientError;
 use taskhub::model::{EventKind, InstanceId, RuntimeStatus};
@@ -170,6 +170,40 @@ async fn parent_child_runs_a_sub_orchestration() {
     let child = h.client.status("parent-1:0000").await.unwrap();
     assert_eq!(child.runtime_status, RuntimeStatus::Completed);
     assert_eq!(child.parent_instance_id.as_deref(), Some("parent-1"));
+}
+
+#[tokio::test]
+async fn rewinding_a_parent_rewinds_its_failed_sub_orchestration() {
+    let mut reg = taskhub::samples::registry();
+    reg.orchestrator(
+        "ParentOfFlaky",
+        |ctx: taskhub::engine::OrchestrationContext| async move {
+            let child = format!("{}-child", ctx.instance_id());
+            Ok(ctx
+                .call_sub_orchestrator("FailAtStep", Some(&child), Value::Null)
+                .await?)
+        },
+    );
+    let h = test_hub_with(reg);
+    let i = h
+        .client
+        .start("ParentOfFlaky", id("parent-2"), Value::Null)
+        .await
+        .unwrap();
+    let s = finish(&h.client, i.as_str(), 10).await;
+    assert_eq!(s.runtime_status, RuntimeStatus::Failed, "{s:?}");
+    let child = h.client.status("parent-2-child").await.unwrap();
+    assert_eq!(child.runtime_status, RuntimeStatus::Failed);
+
+    h.client.rewind(i.as_str(), None).await.unwrap();
+    let s = until(&h.client, i.as_str(), 10, |s| {
+        s.runtime_status == RuntimeStatus::Completed
+    })
+    .await;
+    assert_eq!(output(&s), json!("ok"));
+    let child = h.client.status("parent-2-child").await.unwrap();
+    assert_eq!(child.runtime_status, RuntimeStatus::Completed);
+    assert_eq!(output(&child), json!("ok"));
 }
 
 #[tokio::test]

@@ -473,6 +473,68 @@ async fn rewind_edits_history_in_place_and_the_instance_completes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewind_recurses_into_a_failed_sub_orchestration() {
+    let hub = fresh_hub();
+    let mut reg = samples::registry();
+    reg.orchestrator("ParentOfFlaky", |ctx: OrchestrationContext| async move {
+        let child = format!("{}-child", ctx.instance_id());
+        Ok(ctx
+            .call_sub_orchestrator("FailAtStep", Some(&child), Value::Null)
+            .await?)
+    });
+    let (rt, client) = runtime(&hub, reg, true, &[]);
+    let id = client
+        .start("ParentOfFlaky", None, Value::Null)
+        .await
+        .unwrap();
+    let child = format!("{}-child", id.as_str());
+    let failed = finish(&client, id.as_str(), 60).await;
+    assert_eq!(failed.runtime_status, RuntimeStatus::Failed, "{failed:?}");
+    assert_eq!(
+        client.status(&child).await.unwrap().runtime_status,
+        RuntimeStatus::Failed
+    );
+
+    client.rewind(id.as_str(), None).await.unwrap();
+    let done = finish(&client, id.as_str(), 60).await;
+    assert_eq!(done.runtime_status, RuntimeStatus::Completed, "{done:?}");
+    assert_eq!(done.output.as_deref(), Some("\"ok\""));
+    let child_done = client.status(&child).await.unwrap();
+    assert_eq!(child_done.runtime_status, RuntimeStatus::Completed);
+
+    // Both levels were edited in place: the parent's failed sub-orchestration and the child's
+    // failed activity are kept as rewound GenericEvents.
+    let s = store(&hub);
+    let reasons = |instance: String| {
+        let s = s.clone();
+        async move {
+            let pk = escape_partition_key(&instance);
+            let rows = s
+                .hub_resources()
+                .history
+                .query(Some(format!("PartitionKey eq '{pk}'")), None)
+                .await
+                .unwrap();
+            rows.iter()
+                .filter(|r| r.get("EventType") == Some(&json!("GenericEvent")))
+                .filter_map(|r| r.get("Reason").and_then(Value::as_str).map(String::from))
+                .collect::<Vec<_>>()
+        }
+    };
+    let parent = reasons(id.as_str().to_string()).await;
+    assert!(
+        parent.contains(&"Rewound: SubOrchestrationInstanceFailed".to_string()),
+        "{parent:?}"
+    );
+    let child_reasons = reasons(child).await;
+    assert!(
+        child_reasons.contains(&"Rewound: TaskFailed".to_string()),
+        "{child_reasons:?}"
+    );
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn management_only_mode_manages_without_partition_state() {
     let hub = fresh_hub();
     let (rt, client) = runtime(&hub, samples::registry(), false, &[]);

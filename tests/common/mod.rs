@@ -20,8 +20,13 @@ pub struct TestHub {
 
 /// A runtime with executors on a fresh SQLite file; no environment variables are read.
 pub fn test_hub() -> TestHub {
+    test_hub_with(samples::registry())
+}
+
+/// [`test_hub`] with the test's own orchestrations and activities.
+pub fn test_hub_with(registry: taskhub::engine::Registry) -> TestHub {
     let dir = tempfile::tempdir().unwrap();
-    let hub = test_hub_at(&dir.path().join("taskhub.db"));
+    let hub = test_hub_at_with(&dir.path().join("taskhub.db"), registry);
     TestHub {
         runtime: hub.0,
         client: hub.1,
@@ -30,6 +35,10 @@ pub fn test_hub() -> TestHub {
 }
 
 pub fn test_hub_at(db: &Path) -> (Runtime, Client) {
+    test_hub_at_with(db, samples::registry())
+}
+
+fn test_hub_at_with(db: &Path, registry: taskhub::engine::Registry) -> (Runtime, Client) {
     let config = Config {
         sqlite_path: db.to_path_buf(),
         executor: ExecutorConfig {
@@ -40,7 +49,7 @@ pub fn test_hub_at(db: &Path) -> (Runtime, Client) {
         ..Config::default()
     };
     let storage = Storage::with_env(&config.connection_setting, &config.sqlite_path, |_| None);
-    let runtime = Runtime::with_storage(&config, samples::registry(), storage);
+    let runtime = Runtime::with_storage(&config, registry, storage);
     let client = runtime.client(None, None).unwrap();
     (runtime, client)
 }
