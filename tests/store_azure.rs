@@ -363,19 +363,24 @@ async fn dtfx_written_rows_and_messages_are_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_inputs_and_results_go_to_gzip_blobs_and_come_back() {
     let hub = fresh_hub();
-    let mut reg = Registry::new();
-    reg.orchestrator("Big", |ctx: OrchestrationContext| async move {
-        let input: String = ctx.input()?;
-        let r = ctx.call_activity("Double", input).await?;
-        Ok(r)
-    })
-    .activity("Double", |ctx: ActivityContext| async move {
-        let s: String = ctx.input()?;
-        Ok(json!(format!("{s}{s}")))
-    });
-    let (rt, client) = runtime(&hub, reg, true, &[]);
-    let big = "é".repeat(40_000); // 80 KB of UTF-8, 40,000 UTF-16 units
-    let id = client.start("Big", None, json!(big)).await.unwrap();
+    let registry = || {
+        let mut reg = Registry::new();
+        reg.orchestrator("Big", |ctx: OrchestrationContext| async move {
+            let input: String = ctx.input()?;
+            let r = ctx.call_activity("Double", input).await?;
+            Ok(r)
+        })
+        .activity("Double", |ctx: ActivityContext| async move {
+            let s: String = ctx.input()?;
+            Ok(json!(format!("{s}{s}")))
+        });
+        reg
+    };
+    // 80 KB of UTF-8, 40,000 UTF-16 units.
+    let big = "é".repeat(40_000);
+    // Started without an executor, so that the row is read before the first episode rewrites it.
+    let (starter_rt, starter) = runtime(&hub, registry(), false, &[]);
+    let id = starter.start("Big", None, json!(big)).await.unwrap();
     // The client row references the start message blob by URL.
     let s = store(&hub);
     let h = s.hub_resources();
@@ -386,9 +391,11 @@ async fn large_inputs_and_results_go_to_gzip_blobs_and_come_back() {
         "{url}"
     );
     assert!(url.ends_with("ExecutionStarted.json.gz"), "{url}");
-    let rec = client.status(id.as_str()).await.unwrap();
+    let rec = starter.status(id.as_str()).await.unwrap();
     assert_eq!(rec.input.as_deref(), Some(json!(big).to_string().as_str()));
+    starter_rt.shutdown().await;
 
+    let (rt, client) = runtime(&hub, registry(), true, &[]);
     let done = finish(&client, id.as_str(), 60).await;
     assert_eq!(done.runtime_status, RuntimeStatus::Completed, "{done:?}");
     assert_eq!(done.output, Some(json!(format!("{big}{big}")).to_string()));
@@ -531,6 +538,29 @@ async fn rewind_recurses_into_a_failed_sub_orchestration() {
         child_reasons.contains(&"Rewound: TaskFailed".to_string()),
         "{child_reasons:?}"
     );
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_worker_carries_on_after_its_hub_is_deleted_and_used_again() {
+    let hub = fresh_hub();
+    let (rt, client) = runtime(&hub, samples::registry(), true, &[]);
+    let first = client
+        .start("HelloSequence", None, Value::Null)
+        .await
+        .unwrap();
+    let done = finish(&client, first.as_str(), 60).await;
+    assert_eq!(done.runtime_status, RuntimeStatus::Completed);
+
+    // Deleted by another process (the CLI's delete-task-hub), then used again through this one.
+    store(&hub).delete_hub().await.unwrap();
+    let second = client
+        .start("HelloSequence", None, Value::Null)
+        .await
+        .unwrap();
+    let done = finish(&client, second.as_str(), 60).await;
+    assert_eq!(done.runtime_status, RuntimeStatus::Completed, "{done:?}");
+    assert!(client.status(first.as_str()).await.is_err());
     rt.shutdown().await;
 }
 
@@ -748,9 +778,13 @@ async fn terminate_and_restart_reuse_the_id_with_a_new_generation() {
         .unwrap()
         .unwrap();
     assert_eq!(row["Generation"], json!(1));
+    // A re-create replaces the whole row: the old CompletedTime is gone (the new execution may
+    // already have completed, with a CompletedTime of its own).
+    let completed = row.get("CompletedTime").and_then(Value::as_str);
+    let old = t.completed_time.unwrap();
     assert!(
-        !row.contains_key("CompletedTime"),
-        "a re-create replaces the whole row"
+        completed.is_none_or(|c| c.parse::<chrono::DateTime<chrono::Utc>>().unwrap() > old),
+        "{completed:?} is the terminated execution's ({old})"
     );
     let done = finish(&client, id.as_str(), 60).await;
     assert_eq!(done.runtime_status, RuntimeStatus::Completed);

@@ -39,27 +39,23 @@ pub struct Hub {
     seq: AtomicI64,
 }
 
-/// One HTTP client (connection pool) per process, shared by every hub and service.
+/// One HTTP client (connection pool) per hub, shared by its three services.
 ///
 /// The crates' default client sets `pool_max_idle_per_host(0)`: a new TCP connection for every
 /// request. Under load that fills the port range with TIME_WAIT sockets and adds a connect to
 /// every call. Pooled connections instead, dropped after 4 s idle: before Node's 5 s keep-alive
 /// closes them under us (Azurite), so a reused connection is not one the server is closing.
+/// Not one pool per process: a pooled connection is served by a task on the runtime that opened
+/// it, and a store belongs to one runtime (tests run many, one after another).
 /// Timeouts turn a hung request into an I/O error, which the retry policy retries.
 fn transport() -> azure_core::TransportOptions {
-    static CLIENT: std::sync::OnceLock<std::sync::Arc<reqwest::Client>> =
-        std::sync::OnceLock::new();
-    let client = CLIENT.get_or_init(|| {
-        std::sync::Arc::new(
-            reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(4))
-                .connect_timeout(Duration::from_secs(10))
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("building an HTTP client with static settings"),
-        )
-    });
-    azure_core::TransportOptions::new(client.clone())
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(4))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("building an HTTP client with static settings");
+    azure_core::TransportOptions::new(std::sync::Arc::new(client))
 }
 
 fn retry() -> azure_core::RetryOptions {
@@ -75,6 +71,7 @@ fn retry() -> azure_core::RetryOptions {
 impl Hub {
     pub fn new(account: &Account, hub: &str, opts: AzureOptions) -> Self {
         let creds = StorageCredentials::access_key(account.name.clone(), account.key.clone());
+        let transport = transport();
         let loc = |uri: &str| CloudLocation::Custom {
             account: account.name.clone(),
             uri: uri.to_string(),
@@ -84,17 +81,17 @@ impl Hub {
             creds.clone(),
         )
         .retry(retry())
-        .transport(transport())
+        .transport(transport.clone())
         .build();
         let queues =
             QueueServiceClientBuilder::with_location(loc(&account.queue_endpoint), creds.clone())
                 .retry(retry())
-                .transport(transport())
+                .transport(transport.clone())
                 .build();
         let blobs: BlobServiceClient =
             ClientBuilder::with_location(loc(&account.blob_endpoint), creds)
                 .retry(retry())
-                .transport(transport())
+                .transport(transport.clone())
                 .blob_service_client();
         let lower = hub.to_ascii_lowercase();
         Self::from_clients(hub, opts, &tables, queues, &blobs, &lower)

@@ -45,8 +45,21 @@ impl PartitionManager {
             if !ensured {
                 ensured = self.ensure_rows().await;
             }
-            if let Err(e) = self.tick(&mut owned).await {
-                tracing::warn!(hub = %self.hub.name, error = %e, "partition lease pass failed");
+            match self.tick(&mut owned).await {
+                Ok(true) => {}
+                Ok(false) if ensured => {
+                    // No partition rows: the hub was deleted under us. Stop reading its queues,
+                    // and make the rows again once a client has created the hub again.
+                    tracing::info!(hub = %self.hub.name, "task hub deleted; partitions released");
+                    for (p, _) in owned.drain() {
+                        self.listener.released(p);
+                    }
+                    ensured = false;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(hub = %self.hub.name, error = %e, "partition lease pass failed")
+                }
             }
             let _ = ready.send(true);
             tokio::select! {
@@ -63,7 +76,12 @@ impl PartitionManager {
         }
     }
 
+    /// Creates the partition rows (and control queues) of an existing hub; false when the hub
+    /// does not exist (deleted: only clients create hubs) or a call failed.
     async fn ensure_rows(&self) -> bool {
+        if !matches!(self.hub.instances.exists().await, Ok(true)) {
+            return false;
+        }
         let Ok(count) = self.hub.partition_count().await else {
             return false;
         };
@@ -125,7 +143,8 @@ impl PartitionManager {
         row
     }
 
-    async fn tick(&self, owned: &mut HashMap<u32, Owned>) -> Result<(), super::error::AzError> {
+    /// One pass over the lease rows; `Ok(false)` when there are none.
+    async fn tick(&self, owned: &mut HashMap<u32, Owned>) -> Result<bool, super::error::AzError> {
         let me = self.hub.opts.worker_id.as_str();
         let count = self
             .hub
@@ -137,6 +156,9 @@ impl PartitionManager {
             .partitions
             .query(Some("PartitionKey eq ''".into()), None)
             .await?;
+        if rows.is_empty() {
+            return Ok(false);
+        }
         let now = Utc::now();
         let by_name: HashMap<String, &Entity> = rows
             .iter()
@@ -239,7 +261,7 @@ impl PartitionManager {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn release(&self, p: u32, etag: &str) -> Result<(), super::error::AzError> {

@@ -87,9 +87,32 @@ impl AzureStore {
             .cloned()
     }
 
-    /// Start (client) or sub-orchestration create: enqueue first, then write the row (spec §4.4).
+    /// Start (client) or sub-orchestration create. DTFx clients ensure the hub before every
+    /// call; this process does it once, so when a start fails because another process deleted
+    /// the hub meanwhile, it creates the hub again and starts once more (with a new execution
+    /// id, so a message the failed attempt may have left is dropped as obsolete).
     async fn start(&self, new: NewInstance, policy: ReusePolicy) -> StoreResult<()> {
         self.ensure_hub().await?;
+        match self.start_once(new.clone(), policy).await {
+            Err(StoreError::Backend(e)) if !self.hub.instances.exists().await? => {
+                tracing::info!(hub = %self.hub.name, error = %e, "the task hub was deleted; creating it again");
+                self.create_hub().await?;
+                let execution_id = crate::model::new_guid_n();
+                self.start_once(
+                    NewInstance {
+                        execution_id,
+                        ..new
+                    },
+                    policy,
+                )
+                .await
+            }
+            r => r,
+        }
+    }
+
+    /// Enqueue first, then write the row (spec §4.4).
+    async fn start_once(&self, new: NewInstance, policy: ReusePolicy) -> StoreResult<()> {
         let id = new.instance_id.as_str().to_string();
         let existing = self.hub.read_row(&id).await?;
         if let Some(row) = &existing {
@@ -189,9 +212,23 @@ impl AzureStore {
             return Ok(None);
         };
         // The queue's visibility timeout is the lock other processes see: match it to lock_for.
-        if let Err(e) = self.hide_for(&mut messages, lock_for).await {
-            worker.sessions.put_back(&instance_id, &token, messages);
-            return Err(e);
+        // A message that is gone meanwhile (deleted with its hub or instance, or fetched by
+        // another process after its visibility ran out) is not ours to process.
+        let hidden = self.hide_for(&mut messages, lock_for).await;
+        let messages = match hidden {
+            Ok(gone) if gone.is_empty() => messages,
+            Ok(gone) => messages
+                .into_iter()
+                .filter(|h| !gone.contains(&h.received.id))
+                .collect(),
+            Err(e) => {
+                worker.sessions.put_back(&instance_id, &token, messages);
+                return Err(e);
+            }
+        };
+        if messages.is_empty() {
+            worker.sessions.unlock(&instance_id, &token);
+            return Ok(Some(None));
         }
         let loaded = async {
             let row = self.hub.read_row(&instance_id).await?;
@@ -268,33 +305,38 @@ impl AzureStore {
         Ok(Some(Some(item)))
     }
 
-    /// Hides held messages for `lock_for` from now (skipped when they already are, give or
-    /// take a second); `LockLost` when one was redelivered meanwhile.
-    async fn hide_for(&self, held: &mut [Held], lock_for: Duration) -> StoreResult<()> {
+    /// Hides held messages for `lock_for` from now, all at once (skipped for those already
+    /// hidden that long, give or take a second). Returns the ids of messages that are gone or
+    /// no longer ours (their pop receipt went stale).
+    async fn hide_for(&self, held: &mut [Held], lock_for: Duration) -> StoreResult<Vec<String>> {
         let target = std::time::Instant::now() + lock_for;
-        for h in held.iter_mut() {
-            let diff = if h.hidden_until > target {
-                h.hidden_until - target
-            } else {
-                target - h.hidden_until
-            };
-            if diff <= Duration::from_secs(1) {
-                continue;
-            }
-            let q = self.hub.control_queue(h.partition);
-            let r = &h.received;
-            match q
-                .set_visibility(&r.id, &r.pop_receipt, &r.text, lock_for)
-                .await?
-            {
-                Some(pop) => {
-                    h.received.pop_receipt = pop;
-                    h.hidden_until = target;
+        let futs = held
+            .iter_mut()
+            .filter(|h| {
+                h.hidden_until.max(target) - h.hidden_until.min(target) > Duration::from_secs(1)
+            })
+            .map(|h| {
+                let q = self.hub.control_queue(h.partition);
+                async move {
+                    let r = &h.received;
+                    match q
+                        .set_visibility(&r.id, &r.pop_receipt, &r.text, lock_for)
+                        .await?
+                    {
+                        Some(pop) => {
+                            h.received.pop_receipt = pop;
+                            h.hidden_until = target;
+                            Ok(None)
+                        }
+                        None => Ok::<_, StoreError>(Some(h.received.id.clone())),
+                    }
                 }
-                None => return Err(StoreError::LockLost),
-            }
+            });
+        let mut gone = Vec::new();
+        for r in futures::future::join_all(futs).await {
+            gone.extend(r?);
         }
-        Ok(())
+        Ok(gone)
     }
 
     async fn release_messages(&self, lock: &OrchLock, visibility: Duration) {
@@ -571,7 +613,9 @@ impl Store for AzureStore {
         for h in held.iter_mut() {
             h.hidden_until = std::time::Instant::now();
         }
-        self.hide_for(&mut held, lock_for).await?;
+        if !self.hide_for(&mut held, lock_for).await?.is_empty() {
+            return Err(StoreError::LockLost);
+        }
         if let Some(l) = self.locks.lock().unwrap().get_mut(&item.lock_token) {
             l.messages = held;
         }

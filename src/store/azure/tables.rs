@@ -66,6 +66,15 @@ impl Table {
         }
     }
 
+    /// Whether the table exists (a query on a missing one is a 404).
+    pub async fn exists(&self) -> Result<bool, AzError> {
+        let mut stream = self.client.query().top(1).into_stream::<Entity>();
+        match stream.next().await {
+            Some(Err(e)) => AzError::from(e).ok_if(404).map(|_| false),
+            _ => Ok(true),
+        }
+    }
+
     /// Rows matching `filter`, following continuations until `max` rows (or all).
     pub async fn query(
         &self,
