@@ -565,6 +565,45 @@ async fn a_running_worker_carries_on_after_its_hub_is_deleted_and_used_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_keep_off_a_hub_whose_app_lease_a_dtfx_app_holds() {
+    let hub = fresh_hub();
+    // A Durable Task Framework app runs the hub: it holds the app lease on `{h}-applease`.
+    let s = store(&hub);
+    let applease = &s.hub_resources().applease_container;
+    applease.create().await.unwrap();
+    applease.lease_container(60).await.unwrap();
+
+    let env = [("TASKHUB_AZURE_LEASE_SECONDS", "3")];
+    let (rt, client) = runtime(&hub, samples::registry(), true, &env);
+    let id = client
+        .start("HelloSequence", None, Value::Null)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        client.status(id.as_str()).await.unwrap().runtime_status,
+        RuntimeStatus::Pending,
+        "the app's instance is left to the app"
+    );
+    let rows = s
+        .hub_resources()
+        .partitions
+        .query(None, None)
+        .await
+        .unwrap();
+    assert!(
+        rows.is_empty(),
+        "no partition rows on the app's hub: {rows:?}"
+    );
+
+    // The app stops (its lease ends): this process takes the partitions and runs the instance.
+    applease.break_container_lease().await.unwrap();
+    let done = finish(&client, id.as_str(), 60).await;
+    assert_eq!(done.runtime_status, RuntimeStatus::Completed, "{done:?}");
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn management_only_mode_manages_without_partition_state() {
     let hub = fresh_hub();
     let (rt, client) = runtime(&hub, samples::registry(), false, &[]);

@@ -2,6 +2,7 @@
 //! queue messages and History rows, and by absolute URL from Instances rows.
 
 use std::io::{Read, Write};
+use std::time::Duration;
 
 use azure_storage_blobs::prelude::*;
 use futures::StreamExt;
@@ -111,6 +112,55 @@ impl Blobs {
 }
 
 impl Blobs {
+    /// What holds a lease here, if anything: the container itself or one of its blobs. A
+    /// missing container holds none.
+    pub async fn active_lease(&self) -> Result<Option<String>, AzError> {
+        use azure_core::LeaseState;
+        let name = self.container.container_name();
+        match self.container.get_properties().await {
+            Ok(p) if p.container.lease_state == LeaseState::Leased => {
+                return Ok(Some(format!("container '{name}'")))
+            }
+            Ok(_) => {}
+            Err(e) => return AzError::from(e).ok_if(404).map(|_| None),
+        }
+        let mut stream = self.container.list_blobs().into_stream();
+        while let Some(page) = stream.next().await {
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => return AzError::from(e).ok_if(404).map(|_| None),
+            };
+            let leased = page
+                .blobs
+                .blobs()
+                .find(|b| b.properties.lease_state == Some(LeaseState::Leased))
+                .map(|b| format!("blob '{name}/{}'", b.name));
+            if leased.is_some() {
+                return Ok(leased);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Leases the container for `seconds` (15..=60) as a DTFx app's app lease does (tests play
+    /// such an app with it); returns the lease id.
+    pub async fn lease_container(&self, seconds: u64) -> Result<String, AzError> {
+        let r = self
+            .container
+            .acquire_lease(Duration::from_secs(seconds))
+            .await?;
+        Ok(r.lease_id.to_string())
+    }
+
+    /// Ends any lease on the container at once.
+    pub async fn break_container_lease(&self) -> Result<(), AzError> {
+        self.container
+            .break_lease()
+            .lease_break_period(Duration::ZERO)
+            .await?;
+        Ok(())
+    }
+
     pub async fn raw(&self, name: &str) -> Result<Vec<u8>, AzError> {
         Ok(self.container.blob_client(name).get_content().await?)
     }

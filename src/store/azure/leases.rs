@@ -41,24 +41,24 @@ impl PartitionManager {
         let mut owned: HashMap<u32, Owned> = HashMap::new();
         let interval = (self.hub.opts.lease_duration / 3).max(Duration::from_millis(500));
         let mut ensured = false;
+        let mut held_by_app = None;
         loop {
-            if !ensured {
-                ensured = self.ensure_rows().await;
-            }
-            match self.tick(&mut owned).await {
-                Ok(true) => {}
-                Ok(false) if ensured => {
-                    // No partition rows: the hub was deleted under us. Stop reading its queues,
-                    // and make the rows again once a client has created the hub again.
-                    tracing::info!(hub = %self.hub.name, "task hub deleted; partitions released");
-                    for (p, _) in owned.drain() {
-                        self.listener.released(p);
+            match self.app_lease().await {
+                Some(lease) => {
+                    if held_by_app.as_ref() != Some(&lease) {
+                        tracing::error!(hub = %self.hub.name, lease = %lease, "a Durable Task Framework app runs this task hub (it holds a blob lease); this process takes no partitions while it does. Manage such a hub with the executor off");
                     }
-                    ensured = false;
+                    held_by_app = Some(lease);
+                    for (p, o) in owned.drain() {
+                        self.listener.released(p);
+                        let _ = self.release(p, &o.etag).await;
+                    }
                 }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(hub = %self.hub.name, error = %e, "partition lease pass failed")
+                None => {
+                    if held_by_app.take().is_some() {
+                        tracing::info!(hub = %self.hub.name, "the app's blob leases are gone; taking partitions");
+                    }
+                    self.pass(&mut owned, &mut ensured).await;
                 }
             }
             let _ = ready.send(true);
@@ -74,6 +74,42 @@ impl PartitionManager {
             self.listener.released(p);
             let _ = self.release(p, &o.etag).await;
         }
+    }
+
+    async fn pass(&self, owned: &mut HashMap<u32, Owned>, ensured: &mut bool) {
+        if !*ensured {
+            *ensured = self.ensure_rows().await;
+        }
+        match self.tick(owned).await {
+            Ok(true) => {}
+            Ok(false) if *ensured => {
+                // No partition rows: the hub was deleted under us. Stop reading its queues,
+                // and make the rows again once a client has created the hub again.
+                tracing::info!(hub = %self.hub.name, "task hub deleted; partitions released");
+                for (p, _) in owned.drain() {
+                    self.listener.released(p);
+                }
+                *ensured = false;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(hub = %self.hub.name, error = %e, "partition lease pass failed")
+            }
+        }
+    }
+
+    /// A blob lease of a Durable Task Framework app on this hub (spec §5: its app lease on
+    /// `{h}-applease`, or its blob partition leases in `{h}-leases`), which taskhub never takes.
+    /// Such an app does not read `{Hub}Partitions`, so sharing partitions with it is impossible;
+    /// and this process would fail the app's instances as "not registered". Errors count as no
+    /// lease: a failed check must not stop the hub.
+    async fn app_lease(&self) -> Option<String> {
+        for container in [&self.hub.applease_container, &self.hub.leases_container] {
+            if let Ok(Some(lease)) = container.active_lease().await {
+                return Some(lease);
+            }
+        }
+        None
     }
 
     /// Creates the partition rows (and control queues) of an existing hub; false when the hub
