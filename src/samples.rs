@@ -26,6 +26,12 @@ pub fn register(r: &mut Registry) {
                 .map(|n| json!(n as i64))
                 .map_err(|e| ActivityError::new(e.message))
         })
+        .activity("Sleep", |ctx: ActivityContext| async move {
+            let ms =
+                step_millis(ctx.input::<Value>()?).map_err(|e| ActivityError::new(e.message))?;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(json!(ms))
+        })
         .activity("FlakyStep", |ctx: ActivityContext| async move {
             if ctx.attempt == 1 {
                 Err(ActivityError::new(
@@ -42,6 +48,14 @@ pub fn register(r: &mut Registry) {
     .alias("E1_HelloSequence", "HelloSequence")
     .orchestrator("HelloCities5", |ctx: OrchestrationContext| async move {
         say_hello_to(&ctx, &["Tokyo", "Seattle", "London", "Paris", "Cairo"]).await
+    })
+    .orchestrator("SlowSequence", |ctx: OrchestrationContext| async move {
+        let ms = step_millis(ctx.input()?)?;
+        let mut out = Vec::with_capacity(3);
+        for _ in 0..3 {
+            out.push(ctx.call_activity("Sleep", ms).await?);
+        }
+        Ok(Value::Array(out))
     })
     .orchestrator("FanOutFanIn", |ctx: OrchestrationContext| async move {
         let n = number_in(ctx.input()?, 10.0)? as i64;
@@ -132,6 +146,11 @@ fn number_in(input: Value, default: f64) -> Result<f64, OrchestrationError> {
     })
 }
 
+/// `SlowSequence`'s and `Sleep`'s input: milliseconds per step, default 1000, at most a minute.
+fn step_millis(input: Value) -> Result<u64, OrchestrationError> {
+    Ok(number_in(input, 1000.0)?.min(60_000.0).round() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +171,7 @@ mod tests {
             "HelloSequence",
             "E1_HelloSequence",
             "HelloCities5",
+            "SlowSequence",
             "FanOutFanIn",
             "WaitForApproval",
             "FailAtStep",
@@ -162,5 +182,15 @@ mod tests {
             assert!(r.has_orchestrator(name), "{name}");
         }
         assert!(r.get_activity("E1_SayHello").is_some());
+        assert!(r.get_activity("Sleep").is_some());
+    }
+
+    #[test]
+    fn step_millis_defaults_to_a_second_and_is_at_most_a_minute() {
+        assert_eq!(step_millis(Value::Null).unwrap(), 1000);
+        assert_eq!(step_millis(json!("50")).unwrap(), 50);
+        assert_eq!(step_millis(json!(0)).unwrap(), 0);
+        assert_eq!(step_millis(json!(90_000)).unwrap(), 60_000);
+        assert!(step_millis(json!(-5)).is_err());
     }
 }

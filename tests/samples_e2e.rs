@@ -49,6 +49,55 @@ async fn hello_cities5_calls_five_activities() {
 }
 
 #[tokio::test]
+async fn slow_sequence_sleeps_three_times_in_sequence() {
+    let h = test_hub();
+    let started = std::time::Instant::now();
+    let i = h
+        .client
+        .start("SlowSequence", None, json!("200"))
+        .await
+        .unwrap();
+    let s = finish(&h.client, i.as_str(), 20).await;
+    assert_eq!(s.runtime_status, RuntimeStatus::Completed);
+    assert_eq!(output(&s), json!([200, 200, 200]));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(600));
+    // One after the other: each Sleep is scheduled only once the previous one completed.
+    let history = h.client.history(i.as_str()).await.unwrap();
+    let steps: Vec<&str> = history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TaskScheduled { name, .. } => Some(name.as_str()),
+            EventKind::TaskCompleted { .. } => Some("done"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        ["Sleep", "done", "Sleep", "done", "Sleep", "done"],
+        "{history:?}"
+    );
+
+    // Zero does not sleep at all (the clamp to a minute is a unit test); a non-number fails.
+    let j = h
+        .client
+        .start("SlowSequence", None, json!(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        output(&finish(&h.client, j.as_str(), 20).await),
+        json!([0, 0, 0])
+    );
+    let k = h
+        .client
+        .start("SlowSequence", None, json!("soon"))
+        .await
+        .unwrap();
+    let s = finish(&h.client, k.as_str(), 20).await;
+    assert_eq!(s.runtime_status, RuntimeStatus::Failed);
+    assert!(s.output.unwrap().contains("non-negative number"));
+}
+
+#[tokio::test]
 async fn fan_out_fan_in_sums_parallel_results_and_accepts_numbers_as_strings() {
     let h = test_hub();
     let a = h

@@ -126,8 +126,29 @@ pub async fn process_orchestration(
 }
 
 /// Runs one activity and commits its result. Public so tests can step activities by hand.
+///
+/// Each run is bracketed by `debug` events of target `taskhub::engine::executor`, "activity
+/// started" and "activity finished" (with its `outcome`), that name the instance, the activity,
+/// its task id and attempt: enough to see when one task ran twice, and where.
 pub async fn process_activity(store: &dyn Store, registry: &Registry, item: ActivityWorkItem) {
     let request = &item.request;
+    tracing::debug!(
+        instance = %request.instance_id,
+        activity = %request.name,
+        task = request.task_id,
+        attempt = request.attempt,
+        "activity started"
+    );
+    let finished = |outcome: &str| {
+        tracing::debug!(
+            instance = %request.instance_id,
+            activity = %request.name,
+            task = request.task_id,
+            attempt = request.attempt,
+            outcome,
+            "activity finished"
+        );
+    };
     let outcome = match registry.get_activity(&request.name) {
         None => Err(FailureDetails::new(
             "ActivityNotFound",
@@ -145,7 +166,12 @@ pub async fn process_activity(store: &dyn Store, registry: &Registry, item: Acti
             tokio::pin!(run);
             let result = tokio::select! {
                 r = &mut run => r,
-                _ = renew => return, // the lock is gone: another worker owns this task now
+                _ = renew => {
+                    // The lock is gone: another worker owns this task now. Dropping `run`
+                    // stops the activity.
+                    finished("lock lost");
+                    return;
+                }
             };
             match result {
                 Ok(Ok(v)) => Ok(Some(v.to_string()).filter(|t| t != "null")),
@@ -157,6 +183,11 @@ pub async fn process_activity(store: &dyn Store, registry: &Registry, item: Acti
             }
         }
     };
+    finished(if outcome.is_ok() {
+        "completed"
+    } else {
+        "failed"
+    });
     let kind = match outcome {
         Ok(result) => EventKind::TaskCompleted {
             task_scheduled_id: request.task_id,

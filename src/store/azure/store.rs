@@ -35,6 +35,8 @@ pub struct AzureStore {
     /// Set once the hub's tables, queues and container are known to exist (DTFx clients run
     /// `EnsureTaskHubAsync` before every call; once per process is enough).
     ensured: std::sync::atomic::AtomicBool,
+    /// Held while the hub is being created, so that concurrent first callers create it once.
+    ensuring: tokio::sync::Mutex<()>,
     locks: Mutex<HashMap<String, OrchLock>>,
     activities: Activities,
 }
@@ -56,6 +58,7 @@ impl AzureStore {
             hub,
             worker: OnceCell::new(),
             ensured: std::sync::atomic::AtomicBool::new(false),
+            ensuring: tokio::sync::Mutex::new(()),
             locks: Mutex::new(HashMap::new()),
         }))
     }
@@ -65,9 +68,14 @@ impl AzureStore {
         &self.hub
     }
 
-    /// Creates what is missing of the hub (never partition rows or `taskhub.json`).
+    /// Creates what is missing of the hub (never partition rows or `taskhub.json`). One caller
+    /// creates; the others wait for it (an executor's workers all arrive here at once).
     async fn ensure_hub(&self) -> StoreResult<()> {
         use std::sync::atomic::Ordering;
+        if self.ensured.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _creating = self.ensuring.lock().await;
         if !self.ensured.load(Ordering::Acquire) {
             self.create_hub().await?;
             self.ensured.store(true, Ordering::Release);
