@@ -603,6 +603,114 @@ async fn executors_keep_off_a_hub_whose_app_lease_a_dtfx_app_holds() {
     rt.shutdown().await;
 }
 
+/// The crash window of at-least-once delivery: an episode sent an activity message and its
+/// process died before the history write; the retried episode schedules the task again. The
+/// orphaned message comes back (redelivered) and must not run beside the committed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_message_of_an_episode_that_never_committed_does_not_run() {
+    use taskhub::model::HistoryEvent;
+    use taskhub::store::{
+        ActivityRequest, HistoryWrite, OrchestrationCommit, OrchestrationMessage,
+    };
+
+    let hub = fresh_hub();
+    let s = store(&hub);
+    s.create_instance(new_instance("o", "N", None), ReusePolicy::ReplaceTerminal)
+        .await
+        .unwrap();
+    let item = s
+        .lock_next_orchestration(Duration::from_secs(60), Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("the start");
+    let record = item.instance.clone().unwrap();
+    let scheduled = |at, input: &str| {
+        HistoryEvent::new(
+            0,
+            at,
+            EventKind::TaskScheduled {
+                name: "A".into(),
+                input: Some(input.into()),
+            },
+        )
+    };
+    // The crashed episode's message, already delivered once (its process held it when it died).
+    let h = s.hub_resources();
+    let orphan = OrchestrationMessage {
+        instance_id: "o".into(),
+        execution_id: Some(record.execution_id.clone()),
+        event: scheduled(
+            taskhub::model::now() - chrono::Duration::seconds(61),
+            "\"old\"",
+        ),
+        visible_at: None,
+    };
+    h.enqueue(&orphan, Some(1), true).await.unwrap();
+    let got = h.workitems.get(1, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    h.workitems
+        .set_visibility(
+            &got[0].id,
+            &got[0].pop_receipt,
+            &got[0].text,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+
+    // The retried episode commits TaskScheduled for the same task and sends its own message.
+    let mut history = vec![HistoryEvent::new(
+        -1,
+        taskhub::model::now(),
+        EventKind::OrchestratorStarted,
+    )];
+    history.extend(item.messages.iter().map(|m| m.event.clone()));
+    history.push(scheduled(taskhub::model::now(), "\"new\""));
+    let state = taskhub::store::InstanceState {
+        name: record.name.clone(),
+        version: record.version.clone(),
+        execution_id: record.execution_id.clone(),
+        runtime_status: RuntimeStatus::Running,
+        input: record.input.clone(),
+        output: None,
+        custom_status: None,
+        created_time: record.created_time,
+        last_updated_time: taskhub::model::now(),
+        completed_time: None,
+        parent_instance_id: None,
+    };
+    let commit = OrchestrationCommit {
+        history: HistoryWrite::Append(history),
+        state: Some(state),
+        messages: Vec::new(),
+        new_instances: Vec::new(),
+        activities: vec![ActivityRequest {
+            instance_id: "o".into(),
+            execution_id: record.execution_id.clone(),
+            task_id: 0,
+            name: "A".into(),
+            input: Some("\"new\"".into()),
+            attempt: 1,
+        }],
+    };
+    s.complete_orchestration(&item, commit).await.unwrap();
+
+    // Only the committed episode's message runs; the orphan is deleted.
+    let work = s
+        .lock_next_activity(Duration::from_secs(60), Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("the committed episode's activity");
+    assert_eq!(work.request.input.as_deref(), Some("\"new\""));
+    assert!(s
+        .lock_next_activity(Duration::from_secs(60), Duration::from_secs(3))
+        .await
+        .unwrap()
+        .is_none());
+    let left = h.workitems.get(32, Duration::from_secs(1)).await.unwrap();
+    assert!(left.is_empty(), "the orphan is deleted: {left:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn management_only_mode_manages_without_partition_state() {
     let hub = fresh_hub();

@@ -76,6 +76,18 @@ fn event(kind: EventKind) -> HistoryEvent {
     HistoryEvent::new(-1, now(), kind)
 }
 
+/// The TaskScheduled event an episode appends with each activity it schedules.
+fn scheduled(task_id: i32, name: &str) -> HistoryEvent {
+    HistoryEvent::new(
+        task_id,
+        now(),
+        EventKind::TaskScheduled {
+            name: name.into(),
+            input: None,
+        },
+    )
+}
+
 fn raised(name: &str) -> HistoryEvent {
     event(EventKind::EventRaised {
         name: name.to_owned(),
@@ -894,7 +906,7 @@ pub async fn activities_are_retried(make: Factory) {
         .await
         .unwrap();
     let item = lock(&*store).await;
-    let mut commit = episode(&item, RuntimeStatus::Running, vec![]);
+    let mut commit = episode(&item, RuntimeStatus::Running, vec![scheduled(0, "Flaky")]);
     commit.activities.push(ActivityRequest {
         instance_id: "o".into(),
         execution_id: item.instance.as_ref().unwrap().execution_id.clone(),
@@ -1330,7 +1342,7 @@ pub async fn delete_hub_leaves_other_hubs(make: Factory) {
     }
     // Some history in the doomed hub, and a pending activity.
     let item = lock(&*doomed).await;
-    let mut commit = episode(&item, RuntimeStatus::Running, vec![]);
+    let mut commit = episode(&item, RuntimeStatus::Running, vec![scheduled(0, "A")]);
     commit.activities.push(ActivityRequest {
         instance_id: item.instance_id.clone(),
         execution_id: item.instance.as_ref().unwrap().execution_id.clone(),

@@ -5,12 +5,26 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::entities::get_time;
 use super::hub::Hub;
+use super::keys::{escape_partition_key, odata_str};
 use super::queues::Received;
 use crate::model::{EventKind, HistoryEvent};
 use crate::store::{
     ActivityRequest, ActivityWorkItem, OrchestrationMessage, StoreError, StoreResult,
 };
+
+/// How a redelivered work-item message is treated (see [`Activities::redelivered`]).
+enum Redelivered {
+    Run,
+    Orphan,
+    Wait,
+}
+
+/// How long a redelivered message whose TaskScheduled is not committed yet waits before the
+/// next look, and how many deliveries it gets before it runs anyway.
+const ORPHAN_RECHECK: Duration = Duration::from_secs(3);
+const ORPHAN_CHECKS: u64 = 6;
 
 pub struct Activities {
     hub: Arc<Hub>,
@@ -42,6 +56,31 @@ impl Activities {
             if let Some(r) = self.take_buffered(lock_for) {
                 match self.hub.decode(&r).await {
                     Ok(data) => {
+                        if r.dequeue_count > 1 {
+                            match self.redelivered(&r, &data).await? {
+                                Redelivered::Run => {}
+                                Redelivered::Orphan => {
+                                    tracing::info!(instance = %data.instance_id, task = data.event.event_id, "dropping an activity message whose episode never committed (the retried episode scheduled the task again)");
+                                    self.hub
+                                        .workitems
+                                        .delete_message(&r.id, &r.pop_receipt)
+                                        .await?;
+                                    continue;
+                                }
+                                Redelivered::Wait => {
+                                    self.hub
+                                        .workitems
+                                        .set_visibility(
+                                            &r.id,
+                                            &r.pop_receipt,
+                                            &r.text,
+                                            ORPHAN_RECHECK,
+                                        )
+                                        .await?;
+                                    continue;
+                                }
+                            }
+                        }
                         let EventKind::TaskScheduled { name, input } = data.event.kind else {
                             tracing::error!(message = %r.id, "work-item message is not TaskScheduled; dropping it");
                             let _ = self
@@ -93,6 +132,45 @@ impl Activities {
             tokio::time::sleep(idle.min(deadline - now)).await;
             idle = (idle * 2).min(Duration::from_millis(250));
         }
+    }
+
+    /// Whether a redelivered work item may run. An episode sends its activity messages before
+    /// it writes history; if its process died in between, the retried episode schedules the
+    /// task again, and this older message (which reappears when the dead process's lock runs
+    /// out, together with the orchestration's messages) would run at the same time as the new
+    /// one. The committed TaskScheduled row tells them apart: its `_Timestamp` is the one of the
+    /// message that belongs to the committed episode. Only redeliveries pay for this read.
+    async fn redelivered(
+        &self,
+        r: &Received,
+        data: &super::messages::MessageData,
+    ) -> StoreResult<Redelivered> {
+        let filter = format!(
+            "PartitionKey eq {} and ExecutionId eq {} and EventType eq 'TaskScheduled' and EventId eq {}",
+            odata_str(&escape_partition_key(&data.instance_id)),
+            odata_str(data.execution_id.as_deref().unwrap_or_default()),
+            data.event.event_id
+        );
+        let rows = self.hub.history.query(Some(filter), None).await?;
+        // Within a millisecond, in case a store keeps DateTime less precisely than 100 ns: the
+        // retried episode's TaskScheduled is seconds younger than the orphan's.
+        let same = |row: &super::entities::Entity| {
+            get_time(row, "_Timestamp").is_some_and(|t| {
+                (t - data.event.timestamp).abs() < chrono::Duration::milliseconds(1)
+            })
+        };
+        Ok(if rows.iter().any(same) {
+            Redelivered::Run
+        } else if !rows.is_empty() {
+            Redelivered::Orphan
+        } else if r.dequeue_count < ORPHAN_CHECKS {
+            // Not committed yet: the retried episode is still running, or this message's own
+            // episode is slow. Look again shortly.
+            Redelivered::Wait
+        } else {
+            // Never committed: better a duplicate run (its result is ignored) than a lost one.
+            Redelivered::Run
+        })
     }
 
     /// A buffered message whose lock still has most of its time left.

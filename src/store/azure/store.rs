@@ -682,13 +682,24 @@ impl AzureStore {
         for m in &commit.messages {
             hub.enqueue(m, None, false).await?;
         }
+        let new_events = match &commit.history {
+            HistoryWrite::Append(e) | HistoryWrite::Replace(e) => e,
+        };
         for a in &commit.activities {
+            // The message carries its TaskScheduled event's own timestamp: a redelivered
+            // message is matched against the committed row by it (Activities::redelivered).
+            let scheduled_at = new_events
+                .iter()
+                .find(|e| {
+                    e.event_id == a.task_id && matches!(e.kind, EventKind::TaskScheduled { .. })
+                })
+                .map_or_else(crate::model::now, |e| e.timestamp);
             let m = OrchestrationMessage {
                 instance_id: a.instance_id.clone(),
                 execution_id: Some(a.execution_id.clone()),
                 event: crate::model::HistoryEvent::new(
                     a.task_id,
-                    Utc::now(),
+                    scheduled_at,
                     EventKind::TaskScheduled {
                         name: a.name.clone(),
                         input: a.input.clone(),
