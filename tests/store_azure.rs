@@ -51,6 +51,24 @@ fn str_of<'a>(e: &'a Entity, k: &str) -> &'a str {
         .unwrap_or_else(|| panic!("column {k} missing in {e:?}"))
 }
 
+/// An instance's raw History rows (every execution, sentinel last).
+async fn history_rows(s: &taskhub::store::azure::AzureStore, id: &str) -> Vec<Entity> {
+    let pk = escape_partition_key(id);
+    s.hub_resources()
+        .history
+        .query(Some(format!("PartitionKey eq '{pk}'")), None)
+        .await
+        .unwrap()
+}
+
+/// The reasons of the `GenericEvent` rows a rewind left ("Rewound: …").
+fn rewound_reasons(rows: &[Entity]) -> Vec<&str> {
+    rows.iter()
+        .filter(|r| r.get("EventType") == Some(&json!("GenericEvent")))
+        .filter_map(|r| r.get("Reason").and_then(Value::as_str))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_sequence_runs_and_history_has_dtfx_rows() {
     let hub = fresh_hub();
@@ -80,13 +98,7 @@ async fn hello_sequence_runs_and_history_has_dtfx_rows() {
 
     // Raw rows: hex RowKeys from 0, the sentinel with typed checkpoint columns.
     let s = store(&hub);
-    let pk = escape_partition_key(id.as_str());
-    let rows = s
-        .hub_resources()
-        .history
-        .query(Some(format!("PartitionKey eq '{pk}'")), None)
-        .await
-        .unwrap();
+    let rows = history_rows(&s, id.as_str()).await;
     assert_eq!(str_of(&rows[0], "RowKey"), "0000000000000000");
     let sentinel = rows.last().unwrap();
     assert_eq!(str_of(sentinel, "RowKey"), "sentinel");
@@ -401,11 +413,7 @@ async fn large_inputs_and_results_go_to_gzip_blobs_and_come_back() {
     assert_eq!(done.output, Some(json!(format!("{big}{big}")).to_string()));
     // History: large columns are "" plus a {Column}BlobName.
     let pk = escape_partition_key(id.as_str());
-    let rows = h
-        .history
-        .query(Some(format!("PartitionKey eq '{pk}'")), None)
-        .await
-        .unwrap();
+    let rows = history_rows(&s, id.as_str()).await;
     let completed = rows
         .iter()
         .find(|r| r["EventType"] == json!("TaskCompleted"))
@@ -454,19 +462,8 @@ async fn rewind_edits_history_in_place_and_the_instance_completes() {
     assert_eq!(done.runtime_status, RuntimeStatus::Completed, "{done:?}");
     assert_eq!(done.output.as_deref(), Some("\"ok\""));
 
-    let s = store(&hub);
-    let pk = escape_partition_key(id.as_str());
-    let rows = s
-        .hub_resources()
-        .history
-        .query(Some(format!("PartitionKey eq '{pk}'")), None)
-        .await
-        .unwrap();
-    let reasons: Vec<&str> = rows
-        .iter()
-        .filter(|r| r.get("EventType") == Some(&json!("GenericEvent")))
-        .filter_map(|r| r.get("Reason").and_then(Value::as_str))
-        .collect();
+    let rows = history_rows(&store(&hub), id.as_str()).await;
+    let reasons = rewound_reasons(&rows);
     assert!(reasons.contains(&"Rewound: TaskScheduled"), "{reasons:?}");
     assert!(reasons.contains(&"Rewound: TaskFailed"), "{reasons:?}");
     assert!(
@@ -512,30 +509,16 @@ async fn rewind_recurses_into_a_failed_sub_orchestration() {
     // Both levels were edited in place: the parent's failed sub-orchestration and the child's
     // failed activity are kept as rewound GenericEvents.
     let s = store(&hub);
-    let reasons = |instance: String| {
-        let s = s.clone();
-        async move {
-            let pk = escape_partition_key(&instance);
-            let rows = s
-                .hub_resources()
-                .history
-                .query(Some(format!("PartitionKey eq '{pk}'")), None)
-                .await
-                .unwrap();
-            rows.iter()
-                .filter(|r| r.get("EventType") == Some(&json!("GenericEvent")))
-                .filter_map(|r| r.get("Reason").and_then(Value::as_str).map(String::from))
-                .collect::<Vec<_>>()
-        }
-    };
-    let parent = reasons(id.as_str().to_string()).await;
+    let parent_rows = history_rows(&s, id.as_str()).await;
+    let parent = rewound_reasons(&parent_rows);
     assert!(
-        parent.contains(&"Rewound: SubOrchestrationInstanceFailed".to_string()),
+        parent.contains(&"Rewound: SubOrchestrationInstanceFailed"),
         "{parent:?}"
     );
-    let child_reasons = reasons(child).await;
+    let child_rows = history_rows(&s, &child).await;
+    let child_reasons = rewound_reasons(&child_rows);
     assert!(
-        child_reasons.contains(&"Rewound: TaskFailed".to_string()),
+        child_reasons.contains(&"Rewound: TaskFailed"),
         "{child_reasons:?}"
     );
     rt.shutdown().await;
