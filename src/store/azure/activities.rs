@@ -14,13 +14,6 @@ use crate::store::{
     ActivityRequest, ActivityWorkItem, OrchestrationMessage, StoreError, StoreResult,
 };
 
-/// How a redelivered work-item message is treated (see [`Activities::redelivered`]).
-enum Redelivered {
-    Run,
-    Orphan,
-    Wait,
-}
-
 /// How long a redelivered message whose TaskScheduled is not committed yet waits before the
 /// next look, and how many deliveries it gets before it runs anyway.
 const ORPHAN_RECHECK: Duration = Duration::from_secs(3);
@@ -56,30 +49,8 @@ impl Activities {
             if let Some(r) = self.take_buffered(lock_for) {
                 match self.hub.decode(&r).await {
                     Ok(data) => {
-                        if r.dequeue_count > 1 {
-                            match self.redelivered(&r, &data).await? {
-                                Redelivered::Run => {}
-                                Redelivered::Orphan => {
-                                    tracing::info!(instance = %data.instance_id, task = data.event.event_id, "dropping an activity message whose episode never committed (the retried episode scheduled the task again)");
-                                    self.hub
-                                        .workitems
-                                        .delete_message(&r.id, &r.pop_receipt)
-                                        .await?;
-                                    continue;
-                                }
-                                Redelivered::Wait => {
-                                    self.hub
-                                        .workitems
-                                        .set_visibility(
-                                            &r.id,
-                                            &r.pop_receipt,
-                                            &r.text,
-                                            ORPHAN_RECHECK,
-                                        )
-                                        .await?;
-                                    continue;
-                                }
-                            }
+                        if r.dequeue_count > 1 && !self.may_run_redelivered(&r, &data).await? {
+                            continue;
                         }
                         let EventKind::TaskScheduled { name, input } = data.event.kind else {
                             tracing::error!(message = %r.id, "work-item message is not TaskScheduled; dropping it");
@@ -134,17 +105,18 @@ impl Activities {
         }
     }
 
-    /// Whether a redelivered work item may run. An episode sends its activity messages before
-    /// it writes history; if its process died in between, the retried episode schedules the
-    /// task again, and this older message (which reappears when the dead process's lock runs
-    /// out, together with the orchestration's messages) would run at the same time as the new
-    /// one. The committed TaskScheduled row tells them apart: its `_Timestamp` is the one of the
-    /// message that belongs to the committed episode. Only redeliveries pay for this read.
-    async fn redelivered(
+    /// Whether a redelivered work item may run; when not, it is deleted or put back for a
+    /// later look. An episode sends its activity messages before it writes history; if its
+    /// process died in between, the retried episode schedules the task again, and this older
+    /// message (which reappears when the dead process's lock runs out, together with the
+    /// orchestration's messages) would run at the same time as the new one. The committed
+    /// TaskScheduled row tells them apart: its `_Timestamp` is the one of the message that
+    /// belongs to the committed episode. Only redeliveries pay for this read.
+    async fn may_run_redelivered(
         &self,
         r: &Received,
         data: &super::messages::MessageData,
-    ) -> StoreResult<Redelivered> {
+    ) -> StoreResult<bool> {
         let filter = format!(
             "PartitionKey eq {} and ExecutionId eq {} and EventType eq 'TaskScheduled' and EventId eq {}",
             odata_str(&escape_partition_key(&data.instance_id)),
@@ -159,18 +131,24 @@ impl Activities {
                 (t - data.event.timestamp).abs() < chrono::Duration::milliseconds(1)
             })
         };
-        Ok(if rows.iter().any(same) {
-            Redelivered::Run
+        let queue = &self.hub.workitems;
+        if rows.iter().any(same) {
+            Ok(true)
         } else if !rows.is_empty() {
-            Redelivered::Orphan
+            tracing::info!(instance = %data.instance_id, task = data.event.event_id, "dropping an activity message whose episode never committed (the retried episode scheduled the task again)");
+            queue.delete_message(&r.id, &r.pop_receipt).await?;
+            Ok(false)
         } else if r.dequeue_count < ORPHAN_CHECKS {
             // Not committed yet: the retried episode is still running, or this message's own
             // episode is slow. Look again shortly.
-            Redelivered::Wait
+            queue
+                .set_visibility(&r.id, &r.pop_receipt, &r.text, ORPHAN_RECHECK)
+                .await?;
+            Ok(false)
         } else {
             // Never committed: better a duplicate run (its result is ignored) than a lost one.
-            Redelivered::Run
-        })
+            Ok(true)
+        }
     }
 
     /// A buffered message whose lock still has most of its time left.

@@ -687,7 +687,7 @@ impl AzureStore {
         };
         for a in &commit.activities {
             // The message carries its TaskScheduled event's own timestamp: a redelivered
-            // message is matched against the committed row by it (Activities::redelivered).
+            // message is matched against the committed row by it (Activities::may_run_redelivered).
             let scheduled_at = new_events
                 .iter()
                 .find(|e| {
