@@ -49,10 +49,7 @@ impl PartitionManager {
                         tracing::error!(hub = %self.hub.name, lease = %lease, "a Durable Task Framework app runs this task hub (it holds a blob lease); this process takes no partitions while it does. Manage such a hub with the executor off");
                     }
                     held_by_app = Some(lease);
-                    for (p, o) in owned.drain() {
-                        self.listener.released(p);
-                        let _ = self.release(p, &o.etag).await;
-                    }
+                    self.release_all(&mut owned).await;
                 }
                 None => {
                     if held_by_app.take().is_some() {
@@ -70,6 +67,10 @@ impl PartitionManager {
                 break;
             }
         }
+        self.release_all(&mut owned).await;
+    }
+
+    async fn release_all(&self, owned: &mut HashMap<u32, Owned>) {
         for (p, o) in owned.drain() {
             self.listener.released(p);
             let _ = self.release(p, &o.etag).await;
