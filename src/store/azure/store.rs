@@ -223,8 +223,7 @@ impl AzureStore {
         // A message that is gone meanwhile (deleted with its hub or instance, or fetched by
         // another process after its visibility ran out) is not ours to process.
         let hidden = self.hide_for(&mut messages, lock_for).await;
-        let messages = match hidden {
-            Ok(gone) if gone.is_empty() => messages,
+        let messages: Vec<Held> = match hidden {
             Ok(gone) => messages
                 .into_iter()
                 .filter(|h| !gone.contains(&h.received.id))
