@@ -254,30 +254,35 @@ impl HubDispatch {
     }
 
     pub fn try_lock_orchestration(&self, now: i64, lock_for: i64) -> TryLock<LockedOrchestration> {
-        let (result, woken) = {
-            let mut s = self.state();
-            if !s.active {
-                return TryLock::Wait(None);
-            }
-            s.expire_locks(now);
-            s.fire_timers(now);
-            let locked = s.lock_next_instance(now, lock_for, &self.token_prefix);
-            // Pass the baton: one notify wakes one waiter, who wakes the next if work remains.
+        self.try_lock(now, |s, prefix| {
+            let locked = s.lock_next_instance(now, lock_for, prefix);
             let more = Woken {
                 orchestrations: usize::from(locked.is_some() && !s.ready.is_empty()),
                 ..Woken::default()
             };
-            let result = match locked {
-                Some(l) => TryLock::Got(l),
-                None => TryLock::Wait(s.next_due()),
-            };
-            (result, s.woken(more))
-        };
-        self.wake(woken);
-        result
+            (locked, more)
+        })
     }
 
     pub fn try_lock_activity(&self, now: i64, lock_for: i64) -> TryLock<ActivityWorkItem> {
+        self.try_lock(now, |s, prefix| {
+            let locked = s.lock_next_activity(now, lock_for, prefix);
+            let more = Woken {
+                activities: usize::from(locked.is_some() && !s.act_ready.is_empty()),
+                ..Woken::default()
+            };
+            (locked, more)
+        })
+    }
+
+    /// Expires locks, fires due timers, then runs `lock`, which returns what it locked and
+    /// whom to wake next. Passing the baton: one notify wakes one waiter, who wakes the next
+    /// if work remains.
+    fn try_lock<T>(
+        &self,
+        now: i64,
+        lock: impl FnOnce(&mut State, &str) -> (Option<T>, Woken),
+    ) -> TryLock<T> {
         let (result, woken) = {
             let mut s = self.state();
             if !s.active {
@@ -285,13 +290,9 @@ impl HubDispatch {
             }
             s.expire_locks(now);
             s.fire_timers(now);
-            let locked = s.lock_next_activity(now, lock_for, &self.token_prefix);
-            let more = Woken {
-                activities: usize::from(locked.is_some() && !s.act_ready.is_empty()),
-                ..Woken::default()
-            };
+            let (locked, more) = lock(&mut s, &self.token_prefix);
             let result = match locked {
-                Some(item) => TryLock::Got(item),
+                Some(l) => TryLock::Got(l),
                 None => TryLock::Wait(s.next_due()),
             };
             (result, s.woken(more))
