@@ -10,7 +10,7 @@ cargo build --quiet --bin taskhub
 DATA=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 AzureWebJobsStorage="sqlite:$DATA/taskhub.db" RUST_LOG=warn \
-    target/debug/taskhub serve --listen "127.0.0.1:$PORT" >"$DATA/server.log" 2>&1 &
+    target/debug/taskhub serve --listen "127.0.0.1:$PORT" --grpc-listen off >"$DATA/server.log" 2>&1 &
 SERVER=$!
 cleanup() {
     kill "$SERVER" 2>/dev/null || true

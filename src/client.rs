@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::engine::remote::RemoteWork;
 use crate::engine::Registry;
 use crate::model::{new_guid_n, EventKind, HistoryEvent, InstanceId, RuntimeStatus};
 use crate::store::{
@@ -74,17 +75,64 @@ const PURGE_BATCH: usize = 500;
 /// Page size used when counting instances.
 const COUNT_PAGE: usize = 1000;
 
+/// A start with everything the Durable Task protocol can say about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StartRequest {
+    pub name: String,
+    /// `None`: a new random id.
+    pub instance_id: Option<InstanceId>,
+    /// JSON text, or `None` for no input.
+    pub input: Option<String>,
+    pub version: String,
+    pub scheduled_start: Option<DateTime<Utc>>,
+    pub policy: ReusePolicy,
+}
+
 #[derive(Clone)]
 pub struct Client {
     store: Arc<dyn Store>,
     /// The orchestrators this process knows. `None` in management-only mode, where the code runs
     /// elsewhere and any name is accepted.
     registry: Option<Arc<Registry>>,
+    /// The workers connected over gRPC: the names they serve are known too.
+    remote: Option<Arc<RemoteWork>>,
 }
 
 impl Client {
     pub fn new(store: Arc<dyn Store>, registry: Option<Arc<Registry>>) -> Self {
-        Self { store, registry }
+        Self {
+            store,
+            registry,
+            remote: None,
+        }
+    }
+
+    /// Accepts every orchestrator name, as the Durable Task protocol's start does: the worker
+    /// that serves a name may connect later.
+    pub fn accepting_any_name(mut self) -> Self {
+        self.registry = None;
+        self
+    }
+
+    /// Also accepts the orchestrator names that workers connected over gRPC serve.
+    pub fn with_remote(mut self, remote: Option<Arc<RemoteWork>>) -> Self {
+        self.remote = remote;
+        self
+    }
+
+    /// Whether a start of `name` can ever run: a name registered here, or one a connected remote
+    /// worker serves (a worker that sends no work item filters serves every name). Without a
+    /// registry (management only) every name is accepted, since the code runs elsewhere.
+    pub fn knows_orchestrator(&self, name: &str) -> bool {
+        let Some(reg) = &self.registry else {
+            return true;
+        };
+        reg.has_orchestrator(name)
+            || self
+                .remote
+                .as_ref()
+                .and_then(|r| r.serves_orchestration(name))
+                .unwrap_or(false)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -119,25 +167,40 @@ impl Client {
                 "An orchestrator function name is required.".into(),
             ));
         }
-        if let Some(reg) = &self.registry {
-            if !reg.has_orchestrator(name) {
-                return Err(ClientError::UnknownOrchestrator(name.to_string()));
-            }
+        if !self.knows_orchestrator(name) {
+            return Err(ClientError::UnknownOrchestrator(name.to_string()));
         }
-        let id = instance_id.unwrap_or_else(InstanceId::new_random);
+        self.start_with(StartRequest {
+            name: name.to_string(),
+            instance_id,
+            input: json_text(input),
+            version: String::new(),
+            scheduled_start,
+            policy: ReusePolicy::ReplaceTerminal,
+        })
+        .await
+    }
+
+    /// Starts an orchestration of any name (the caller decides whether the name must be known),
+    /// with its input as JSON text and an explicit reuse policy: the Durable Task protocol's start.
+    pub async fn start_with(&self, request: StartRequest) -> ClientResult<InstanceId> {
+        if request.name.trim().is_empty() {
+            return Err(ClientError::InvalidInput(
+                "An orchestrator name is required.".into(),
+            ));
+        }
+        let id = request.instance_id.unwrap_or_else(InstanceId::new_random);
         let new = NewInstance {
             instance_id: id.clone(),
-            name: name.to_string(),
-            version: String::new(),
+            name: request.name,
+            version: request.version,
             execution_id: new_guid_n(),
-            input: json_text(input),
+            input: request.input,
             created_time: crate::model::now(),
-            scheduled_start_time: scheduled_start,
+            scheduled_start_time: request.scheduled_start,
             parent: None,
         };
-        self.store
-            .create_instance(new, ReusePolicy::ReplaceTerminal)
-            .await?;
+        self.store.create_instance(new, request.policy).await?;
         Ok(id)
     }
 
@@ -168,6 +231,16 @@ impl Client {
 
     /// Delivers an event to a waiting (or not yet waiting) instance.
     pub async fn raise_event(&self, id: &str, event_name: &str, data: Value) -> ClientResult<()> {
+        self.raise_event_json(id, event_name, json_text(data)).await
+    }
+
+    /// [`raise_event`](Self::raise_event) with the data already JSON text (or none).
+    pub async fn raise_event_json(
+        &self,
+        id: &str,
+        event_name: &str,
+        data: Option<String>,
+    ) -> ClientResult<()> {
         if event_name.trim().is_empty() {
             return Err(ClientError::InvalidInput(
                 "An event name is required.".into(),
@@ -178,21 +251,53 @@ impl Client {
             id,
             EventKind::EventRaised {
                 name: event_name.to_string(),
-                input: json_text(data),
+                input: data,
             },
         )
         .await
     }
 
+    /// Terminates the instance; `reason` becomes its output (a JSON string).
     pub async fn terminate(&self, id: &str, reason: Option<String>) -> ClientResult<()> {
+        self.terminate_json(id, reason.map(|r| Value::String(r).to_string()))
+            .await
+    }
+
+    /// [`terminate`](Self::terminate) with the output already JSON text (or none).
+    pub async fn terminate_json(&self, id: &str, output: Option<String>) -> ClientResult<()> {
         self.require_not_terminal(id).await?;
-        self.send(
-            id,
-            EventKind::ExecutionTerminated {
-                input: reason.map(|r| Value::String(r).to_string()),
-            },
-        )
-        .await
+        self.send(id, EventKind::ExecutionTerminated { input: output })
+            .await
+    }
+
+    /// Terminates the instance and, depth first, every sub-orchestration it started that has
+    /// not finished. Children already finished (or gone) are passed over.
+    pub async fn terminate_recursive(&self, id: &str, output: Option<String>) -> ClientResult<()> {
+        let children = self.children(id).await?;
+        self.terminate_json(id, output.clone()).await?;
+        let mut stack = children;
+        while let Some(child) = stack.pop() {
+            stack.extend(self.children(&child).await?);
+            match self.terminate_json(&child, output.clone()).await {
+                Ok(()) | Err(ClientError::Gone { .. }) | Err(ClientError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The sub-orchestrations the instance's current execution started.
+    pub async fn children(&self, id: &str) -> ClientResult<Vec<String>> {
+        Ok(self
+            .store
+            .get_history(id)
+            .await?
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::SubOrchestrationInstanceCreated { instance_id, .. } => Some(instance_id),
+                _ => None,
+            })
+            .collect())
     }
 
     pub async fn suspend(&self, id: &str, reason: Option<String>) -> ClientResult<()> {
@@ -295,6 +400,59 @@ impl Client {
         }
     }
 
+    /// Deletes one terminal instance and, with `recursive`, the sub-orchestrations it started.
+    /// Returns how many instances were deleted (0 for an unknown id).
+    pub async fn purge_tree(&self, id: &str, recursive: bool) -> ClientResult<u64> {
+        let children = if recursive {
+            self.children(id).await?
+        } else {
+            Vec::new()
+        };
+        let mut deleted = match self.purge(id).await {
+            Ok(n) => n,
+            Err(ClientError::NotFound(_)) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for child in children {
+            deleted += Box::pin(self.purge_tree(&child, true))
+                .await
+                .or_else(|e| match e {
+                    // A child still running stays; its parent is gone already.
+                    ClientError::PreconditionFailed(_) => Ok(0),
+                    e => Err(e),
+                })?;
+        }
+        Ok(deleted)
+    }
+
+    /// [`purge_by_filter`](Self::purge_by_filter) that stops between batches once `deadline`
+    /// has passed. Returns the count and whether every match is gone.
+    pub async fn purge_by_filter_until(
+        &self,
+        filter: &InstanceFilter,
+        deadline: Option<tokio::time::Instant>,
+    ) -> ClientResult<(u64, bool)> {
+        let mut total = 0;
+        loop {
+            let step = self.store.purge_instances(filter, PURGE_BATCH).await?;
+            total += step.instances_deleted;
+            if step.complete {
+                return Ok((total, true));
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                return Ok((total, false));
+            }
+        }
+    }
+
+    /// Creates the hub's storage; with `recreate`, deletes everything in it first.
+    pub async fn create_hub(&self, recreate: bool) -> ClientResult<()> {
+        if recreate {
+            self.store.delete_hub().await?;
+        }
+        Ok(self.store.create_hub().await?)
+    }
+
     pub async fn delete_hub(&self) -> ClientResult<()> {
         Ok(self.store.delete_hub().await?)
     }
@@ -308,14 +466,39 @@ impl Client {
         timeout: Duration,
         poll_interval: Duration,
     ) -> ClientResult<Option<InstanceRecord>> {
+        self.wait_until(id, timeout, poll_interval, |s| {
+            s.runtime_status.is_terminal()
+        })
+        .await
+    }
+
+    /// Waits until the instance has left Pending (it runs, or already finished), as
+    /// [`wait_for_completion`](Self::wait_for_completion) does.
+    pub async fn wait_for_start(
+        &self,
+        id: &str,
+        timeout: Duration,
+        poll_interval: Duration,
+    ) -> ClientResult<Option<InstanceRecord>> {
+        self.wait_until(id, timeout, poll_interval, |s| {
+            s.runtime_status != RuntimeStatus::Pending
+        })
+        .await
+    }
+
+    async fn wait_until(
+        &self,
+        id: &str,
+        timeout: Duration,
+        poll_interval: Duration,
+        reached: impl Fn(&InstanceRecord) -> bool,
+    ) -> ClientResult<Option<InstanceRecord>> {
         let deadline = tokio::time::Instant::now() + timeout;
         // Subscribe before reading, so a change between the read and the wait is not missed.
         let mut changes = self.store.subscribe();
         loop {
             let status = self.store.get_instance(id).await?;
-            let done = status
-                .as_ref()
-                .is_some_and(|s| s.runtime_status.is_terminal());
+            let done = status.as_ref().is_some_and(&reached);
             let now = tokio::time::Instant::now();
             if done || now >= deadline {
                 return Ok(status);

@@ -16,6 +16,9 @@ pub const DEFAULT_SQLITE_PATH: &str = "./taskhub-data/taskhub.db";
 pub struct Config {
     /// Address the server listens on.
     pub listen: SocketAddr,
+    /// Address of the Durable Task gRPC endpoint (plain HTTP/2), or `None` (`"off"`) for none.
+    #[serde(deserialize_with = "listen_or_off")]
+    pub grpc_listen: Option<SocketAddr>,
     /// Task hub used when a request or command names none.
     pub task_hub: String,
     /// Name of the environment variable that holds the default connection string.
@@ -46,6 +49,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7071)),
+            // The Durable Task SDKs connect to localhost:4001 when given no address.
+            grpc_listen: Some(SocketAddr::from(([127, 0, 0, 1], 4001))),
             task_hub: DEFAULT_HUB.into(),
             connection_setting: DEFAULT_CONNECTION_SETTING.into(),
             access_key: None,
@@ -121,6 +126,12 @@ impl Config {
         if let Some(v) = get("TASKHUB_LISTEN") {
             self.listen = parse("TASKHUB_LISTEN", &v)?;
         }
+        if let Some(v) = get("TASKHUB_GRPC_LISTEN") {
+            self.grpc_listen = parse_listen_or_off(&v).map_err(|message| ConfigError::Env {
+                name: "TASKHUB_GRPC_LISTEN".into(),
+                message,
+            })?;
+        }
         if let Some(v) = get("TASKHUB_TASK_HUB") {
             self.task_hub = v;
         }
@@ -155,6 +166,23 @@ impl Config {
     }
 }
 
+/// `"off"` (any case) or a socket address.
+pub fn parse_listen_or_off(value: &str) -> Result<Option<SocketAddr>, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|e| format!("expected an address such as 127.0.0.1:4001, or off: {e}"))
+}
+
+fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_listen_or_off(&text).map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +200,20 @@ mod tests {
         assert!(c
             .apply_env(|n| (n == "TASKHUB_LISTEN").then(|| "nope".to_string()))
             .is_err());
+    }
+
+    #[test]
+    fn grpc_listen_is_an_address_or_off() {
+        let c: Config = toml::from_str("grpc_listen = \"off\"").unwrap();
+        assert_eq!(c.grpc_listen, None);
+        let c: Config = toml::from_str("grpc_listen = \"127.0.0.1:5001\"").unwrap();
+        assert_eq!(c.grpc_listen, Some("127.0.0.1:5001".parse().unwrap()));
+        assert!(toml::from_str::<Config>("grpc_listen = \"nowhere\"").is_err());
+        let mut c = Config::default();
+        assert_eq!(c.grpc_listen, Some("127.0.0.1:4001".parse().unwrap()));
+        c.apply_env(|n| (n == "TASKHUB_GRPC_LISTEN").then(|| "OFF".to_string()))
+            .unwrap();
+        assert_eq!(c.grpc_listen, None);
     }
 
     #[test]

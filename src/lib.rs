@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod engine;
+pub mod grpc;
 pub mod http;
 pub mod model;
 pub mod runtime;

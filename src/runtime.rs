@@ -1,5 +1,7 @@
 //! One process's view of its task hubs: opens stores on demand, hands out management clients,
-//! and runs an executor for every hub it touches (unless the executor is disabled).
+//! and runs an executor for every hub it touches (unless the executor is disabled). With the gRPC
+//! endpoint on, each executor has a [`RemoteWork`] queue beside it that hands the orchestrations
+//! and activities this process has not registered to the connected SDK workers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::client::Client;
 use crate::config::Config;
 use crate::engine::executor::{self, ExecutorHandle, ExecutorOptions};
+use crate::engine::remote::RemoteWork;
 use crate::engine::Registry;
 use crate::storage::{Storage, StorageError};
 
@@ -15,8 +18,16 @@ pub struct Runtime {
     registry: Arc<Registry>,
     default_hub: String,
     executor: Option<ExecutorOptions>,
+    /// Whether names this process has not registered go to remote (gRPC) workers.
+    remote_workers: bool,
     /// Running executors, keyed by the address of the store they drive.
-    executors: Mutex<HashMap<usize, ExecutorHandle>>,
+    executors: Mutex<HashMap<usize, HubWork>>,
+}
+
+/// What runs for one hub.
+struct HubWork {
+    executor: ExecutorHandle,
+    remote: Option<Arc<RemoteWork>>,
 }
 
 impl Runtime {
@@ -38,6 +49,7 @@ impl Runtime {
             registry: Arc::new(registry),
             default_hub: config.task_hub.clone(),
             executor,
+            remote_workers: config.grpc_listen.is_some(),
             executors: Mutex::new(HashMap::new()),
         }
     }
@@ -56,31 +68,61 @@ impl Runtime {
         connection: Option<&str>,
         hub: Option<&str>,
     ) -> Result<Client, StorageError> {
+        let (client, _) = self.hub(connection, hub)?;
+        Ok(client)
+    }
+
+    /// A client for `hub` and the queue its remote workers take work from (`None` when this
+    /// process runs no executor or has no gRPC endpoint).
+    pub fn hub(
+        &self,
+        connection: Option<&str>,
+        hub: Option<&str>,
+    ) -> Result<(Client, Option<Arc<RemoteWork>>), StorageError> {
         let hub = hub.unwrap_or(&self.default_hub);
         let store = self.storage.open(connection, hub)?;
+        let mut remote = None;
         if let Some(options) = &self.executor {
             // `Storage` keeps one store per (backend, hub) open for good, so the store's address
             // identifies the hub without resolving the connection a second time per request.
             let key = Arc::as_ptr(&store) as *const () as usize;
             let mut executors = self.executors.lock().unwrap();
-            executors.entry(key).or_insert_with(|| {
-                executor::spawn(store.clone(), self.registry.clone(), options.clone())
+            let work = executors.entry(key).or_insert_with(|| {
+                let remote = self.remote_workers.then(|| {
+                    let (orchestration_lock, activity_lock) = executor::LOCKS;
+                    RemoteWork::start(store.clone(), orchestration_lock, activity_lock)
+                });
+                HubWork {
+                    executor: executor::spawn(
+                        store.clone(),
+                        self.registry.clone(),
+                        options.clone(),
+                        remote.clone(),
+                    ),
+                    remote,
+                }
             });
+            remote = work.remote.clone();
         }
-        Ok(Client::new(store, Some(self.registry.clone())))
+        let client = Client::new(store, Some(self.registry.clone())).with_remote(remote.clone());
+        Ok((client, remote))
     }
 
     /// Stops every executor, letting in-flight work items finish.
     pub async fn shutdown(&self) {
-        let handles: Vec<ExecutorHandle> = self
+        let hubs: Vec<HubWork> = self
             .executors
             .lock()
             .unwrap()
             .drain()
             .map(|(_, h)| h)
             .collect();
-        for h in handles {
-            h.shutdown().await;
+        for h in hubs {
+            h.executor.shutdown().await;
+            // After the executor: nothing new arrives, and what waited goes back to the store.
+            if let Some(remote) = h.remote {
+                remote.shutdown().await;
+            }
         }
     }
 }

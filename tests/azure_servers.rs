@@ -78,7 +78,7 @@ impl Servers {
         let log = dir.join(format!("{name}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskhub"));
         // The log directory has no config/taskhub.toml, so only the environment configures it.
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--grpc-listen", "off"])
             .current_dir(dir);
         for (n, _) in std::env::vars() {
             if n.starts_with("TASKHUB_") || n == "AzureWebJobsStorage" || n == "RUST_LOG" {

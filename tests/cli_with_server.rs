@@ -24,7 +24,7 @@ struct Server {
 impl Server {
     fn start(cli: &Cli) -> Self {
         let mut cmd = cli.command(env!("CARGO_BIN_EXE_taskhub"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--grpc-listen", "off"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -239,7 +239,7 @@ async fn run_taskhub(args: &Args) -> Result<Summary> {
         orchestration_workers: args.orchestration_workers,
         activity_workers: args.activity_workers,
     };
-    let exec = executor::spawn(store.clone(), registry.clone(), workers);
+    let exec = executor::spawn(store.clone(), registry.clone(), workers, None);
     let client = Client::new(store.clone(), Some(registry));
     // A running server: the executor has taken the hub's lease before the first start. On Azure
     // Storage that is the partition leases in a table, which take a few round trips.

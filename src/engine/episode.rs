@@ -1,14 +1,25 @@
-//! From a locked work item to the commit that applies it: which messages count, what replay
-//! decided, and which rows, messages and activities follow. Pure, so it is tested without a
-//! store.
+//! From a locked work item to the commit that applies it, in three named steps:
+//!
+//! 1. [`prepare`]: which messages count, and whether the episode needs the orchestrator at all
+//!    (messages for a missing or finished instance are discarded, a terminate before a scheduled
+//!    start ends it, a rewind rewrites the history replay starts from);
+//! 2. a decision: [`replay_locally`] runs a registered orchestrator through pure replay, or
+//!    [`remote_result`] turns what an out-of-process worker (a Durable Task SDK over gRPC)
+//!    answered into the same [`EpisodeResult`];
+//! 3. [`commit`]: which rows, messages and activities follow from that decision.
+//!
+//! All three are pure, so they are tested without a store (`episode_tests.rs`).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::context::Action;
 use super::registry::Registry;
-use super::replay::{attempt_of, rewind_history, run_episode, EpisodeResult, Outcome};
+use super::replay::{
+    action_event, attempt_of, completion_event, rewind_history, run_episode, EpisodeResult, Outcome,
+};
 use crate::model::{
     new_guid_n, EventKind, FailureDetails, HistoryEvent, InstanceId, ParentInstance, RuntimeStatus,
 };
@@ -25,11 +36,48 @@ pub enum Plan {
     Retry(Duration),
 }
 
+/// The outcome of [`prepare`]: settled without the orchestrator, or an episode to decide.
+#[derive(Debug)]
+pub enum Step {
+    Done(Plan),
+    Decide(Box<Episode>),
+}
+
+/// An episode that needs the orchestrator's decision: the history it replays and the events it
+/// applies now.
+#[derive(Clone, Debug)]
+pub struct Episode {
+    /// The orchestrator's name, as the ExecutionStarted event records it.
+    pub name: String,
+    pub instance_id: String,
+    pub execution_id: String,
+    /// The committed history replay starts from (for a rewind, the rewound history).
+    pub history: Vec<HistoryEvent>,
+    /// The events this episode applies, in order.
+    pub new_events: Vec<HistoryEvent>,
+    row: InstanceRecord,
+    /// Set when the episode rewinds a failed instance: the failed sub-orchestrations to rewind
+    /// with it, and the rewind event to send them.
+    rewind: Option<(Vec<String>, HistoryEvent)>,
+}
+
+/// Runs every step in this process: the executor's path for a registered orchestrator.
 pub fn plan(registry: &Registry, item: &OrchestrationWorkItem, now: DateTime<Utc>) -> Plan {
+    match prepare(item, now) {
+        Step::Done(plan) => plan,
+        Step::Decide(episode) => {
+            let result = replay_locally(registry, &episode, now);
+            commit(&episode, result, now)
+        }
+    }
+}
+
+/// Step 1: sorts the work item's messages and settles what needs no orchestrator.
+pub fn prepare(item: &OrchestrationWorkItem, now: DateTime<Utc>) -> Step {
     let history: &[HistoryEvent] = &item.history;
     let Some(row) = &item.instance else {
         // Messages for an instance that does not exist (purged, or never created): drop them.
-        return discard();
+        return Step::Done(discard());
     };
     let started = history
         .iter()
@@ -57,27 +105,187 @@ pub fn plan(registry: &Registry, item: &OrchestrationWorkItem, now: DateTime<Utc
 
     if let Some(rewind_event) = rewind {
         if row.runtime_status == RuntimeStatus::Failed {
-            return plan_rewind(registry, item, row, rewind_event, new_events, now);
+            let rewound = rewind_history(history);
+            new_events.insert(0, rewind_event.clone());
+            return Step::Decide(Box::new(Episode {
+                name: started_name(&rewound.history, &[]),
+                instance_id: item.instance_id.clone(),
+                execution_id: row.execution_id.clone(),
+                history: rewound.history,
+                new_events,
+                row: row.clone(),
+                rewind: Some((rewound.failed_children, rewind_event)),
+            }));
         }
     }
     if row.runtime_status.is_terminal() && started {
-        return discard();
+        return Step::Done(discard());
     }
     let starting = new_events
         .iter()
         .any(|e| matches!(e.kind, EventKind::ExecutionStarted { .. }));
     if !started && !starting {
-        return plan_before_start(row, &new_events, now);
+        return Step::Done(plan_before_start(row, &new_events, now));
     }
-    let orchestrator = registry.get_orchestrator(&started_name(history, &new_events));
-    let result = run_episode(orchestrator, &item.instance_id, history, &new_events, now);
-    Plan::Commit(Box::new(commit_for(
-        row,
-        result,
-        HistoryWrite::Append,
-        history,
+    Step::Decide(Box::new(Episode {
+        name: started_name(history, &new_events),
+        instance_id: item.instance_id.clone(),
+        execution_id: row.execution_id.clone(),
+        history: history.to_vec(),
+        new_events,
+        row: row.clone(),
+        rewind: None,
+    }))
+}
+
+/// Step 2, in process: replays the registered orchestrator.
+pub fn replay_locally(registry: &Registry, episode: &Episode, now: DateTime<Utc>) -> EpisodeResult {
+    run_episode(
+        registry.get_orchestrator(&episode.name),
+        &episode.instance_id,
+        &episode.history,
+        &episode.new_events,
         now,
-    )))
+    )
+}
+
+/// What an out-of-process worker decided for an episode, already in the engine's terms.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RemoteDecision {
+    /// New actions, each with the id its history event will carry.
+    pub actions: Vec<Action>,
+    /// How the orchestrator ended, if it did (`None`: still running).
+    pub completion: Option<Outcome>,
+    pub custom_status: Option<String>,
+    /// Set when the worker's answer cannot be applied (unsupported or contradictory actions):
+    /// the instance fails with this, instead of the work item being retried forever.
+    pub rejected: Option<FailureDetails>,
+}
+
+/// Step 2, out of process: the worker was sent `episode.history` as its past events and
+/// `orchestrator_started` followed by `episode.new_events` as its new events; this is its
+/// answer as an [`EpisodeResult`]. Action ids that history has already used make the answer
+/// contradictory: the instance fails with a clear reason rather than corrupting its history.
+pub fn remote_result(
+    episode: &Episode,
+    orchestrator_started: HistoryEvent,
+    decision: RemoteDecision,
+    now: DateTime<Utc>,
+) -> EpisodeResult {
+    let RemoteDecision {
+        mut actions,
+        completion,
+        custom_status,
+        rejected,
+    } = decision;
+    let rejected = rejected.or_else(|| contradiction(&episode.history, &actions));
+    let outcome = match rejected {
+        Some(failure) => {
+            actions.clear();
+            Outcome::Failed { failure }
+        }
+        None => completion.unwrap_or(Outcome::Running),
+    };
+    if outcome.is_terminal() {
+        // As in replay: a finished orchestrator's unfinished work is dropped, its events sent.
+        actions.retain(|a| matches!(a, Action::SendEvent { .. }));
+    }
+    actions.sort_by_key(Action::id);
+
+    let mut new_events = vec![orchestrator_started];
+    new_events.extend(episode.new_events.iter().cloned());
+    new_events.extend(actions.iter().map(|a| action_event(a, now)));
+    if let Some(kind) = completion_event(&outcome) {
+        new_events.push(HistoryEvent::new(-1, now, kind));
+    }
+    new_events.push(HistoryEvent::new(-1, now, EventKind::OrchestratorCompleted));
+
+    let all = || episode.history.iter().chain(&episode.new_events);
+    let (name, input) = all()
+        .find_map(|e| match &e.kind {
+            EventKind::ExecutionStarted { name, input, .. } => Some((name.clone(), input.clone())),
+            _ => None,
+        })
+        .unwrap_or_else(|| (episode.name.clone(), None));
+    let suspended = all().fold(false, |suspended, e| match e.kind {
+        EventKind::ExecutionSuspended { .. } => true,
+        EventKind::ExecutionResumed { .. } => false,
+        _ => suspended,
+    });
+    EpisodeResult {
+        new_events,
+        actions,
+        custom_status,
+        outcome,
+        suspended,
+        name,
+        input,
+    }
+}
+
+/// Why a worker's new actions cannot follow this history, if they cannot: an id that history
+/// already gave to a scheduled event (and that was not rewound), or one id used twice.
+fn contradiction(history: &[HistoryEvent], actions: &[Action]) -> Option<FailureDetails> {
+    let used: HashSet<i32> = history
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::TaskScheduled { .. }
+                    | EventKind::TimerCreated { .. }
+                    | EventKind::SubOrchestrationInstanceCreated { .. }
+                    | EventKind::EventSent { .. }
+            )
+        })
+        .map(|e| e.event_id)
+        .collect();
+    let mut seen = HashSet::new();
+    actions.iter().map(Action::id).find_map(|id| {
+        let why = if used.contains(&id) {
+            "which the history already holds a scheduled event for"
+        } else if !seen.insert(id) {
+            "more than once in one answer"
+        } else {
+            return None;
+        };
+        Some(FailureDetails::new(
+            "NonDeterministicOrchestration",
+            format!("The worker's answer cannot follow the instance's history: it used action id {id}, {why}."),
+        ))
+    })
+}
+
+/// Step 3: the commit that applies the decided episode.
+pub fn commit(episode: &Episode, result: EpisodeResult, now: DateTime<Utc>) -> Plan {
+    let Some((failed_children, rewind_event)) = &episode.rewind else {
+        return Plan::Commit(Box::new(commit_for(
+            &episode.row,
+            result,
+            HistoryWrite::Append,
+            &episode.history,
+            now,
+        )));
+    };
+    let mut commit = commit_for(
+        &episode.row,
+        result,
+        |events| {
+            let mut all = episode.history.clone();
+            all.extend(events);
+            HistoryWrite::Replace(all)
+        },
+        &episode.history,
+        now,
+    );
+    for child in failed_children {
+        commit.messages.push(OrchestrationMessage {
+            instance_id: child.clone(),
+            execution_id: None,
+            event: HistoryEvent::new(-1, now, rewind_event.kind.clone()),
+            visible_at: None,
+        });
+    }
+    Plan::Commit(Box::new(commit))
 }
 
 fn started_name(history: &[HistoryEvent], new_events: &[HistoryEvent]) -> String {
@@ -89,46 +297,6 @@ fn started_name(history: &[HistoryEvent], new_events: &[HistoryEvent]) -> String
             _ => None,
         })
         .unwrap_or_default()
-}
-
-fn plan_rewind(
-    registry: &Registry,
-    item: &OrchestrationWorkItem,
-    row: &InstanceRecord,
-    rewind_event: HistoryEvent,
-    mut new_events: Vec<HistoryEvent>,
-    now: DateTime<Utc>,
-) -> Plan {
-    let rewound = rewind_history(&item.history);
-    new_events.insert(0, rewind_event.clone());
-    let orchestrator = registry.get_orchestrator(&started_name(&rewound.history, &[]));
-    let result = run_episode(
-        orchestrator,
-        &item.instance_id,
-        &rewound.history,
-        &new_events,
-        now,
-    );
-    let mut commit = commit_for(
-        row,
-        result,
-        |events| {
-            let mut all = rewound.history.clone();
-            all.extend(events);
-            HistoryWrite::Replace(all)
-        },
-        &rewound.history,
-        now,
-    );
-    for child in rewound.failed_children {
-        commit.messages.push(OrchestrationMessage {
-            instance_id: child,
-            execution_id: None,
-            event: HistoryEvent::new(-1, now, rewind_event.kind.clone()),
-            visible_at: None,
-        });
-    }
-    Plan::Commit(Box::new(commit))
 }
 
 /// Messages for an instance whose start is not visible yet (a scheduled start). A terminate

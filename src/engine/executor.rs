@@ -1,9 +1,13 @@
 //! Workers that drive instances through a store: orchestration episodes and activity calls.
 //!
 //! An orchestration worker locks an instance, turns its new messages into an episode
-//! ([`episode::plan`], pure), and commits the result atomically. An activity worker runs one
+//! ([`episode::prepare`], pure), and commits the result atomically. An activity worker runs one
 //! activity and commits its result as a message to the instance. Locks expire, so work held by a
 //! crashed worker is retried.
+//!
+//! A name this process has registered runs here. With a [`RemoteWork`] queue (the gRPC endpoint
+//! is on), every other name is handed to the workers connected over gRPC; without one, it fails
+//! as not registered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +17,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::context::ActivityContext;
-use super::episode;
+use super::episode::{self, Step};
+use super::remote::{self, RemoteWork};
 use super::Registry;
 use crate::model::{EventKind, FailureDetails, HistoryEvent};
 use crate::store::{ActivityWorkItem, OrchestrationWorkItem, Store, StoreError};
@@ -40,7 +45,7 @@ const ORCHESTRATION_LOCK: Duration = Duration::from_secs(60);
 const ACTIVITY_LOCK: Duration = Duration::from_secs(60);
 /// How long one lock call waits for work before the worker checks for shutdown.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
-const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 
 /// Running workers for one hub; [`shutdown`](ExecutorHandle::shutdown) stops them gracefully.
 pub struct ExecutorHandle {
@@ -56,22 +61,30 @@ impl ExecutorHandle {
     }
 }
 
+/// The lock times the executor takes work items for; a [`RemoteWork`] queue for the same hub
+/// renews with the same.
+pub const LOCKS: (Duration, Duration) = (ORCHESTRATION_LOCK, ACTIVITY_LOCK);
+
 pub fn spawn(
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     options: ExecutorOptions,
+    remote: Option<Arc<RemoteWork>>,
 ) -> ExecutorHandle {
     let (stop, stopped) = watch::channel(false);
     let mut workers = JoinSet::new();
     for _ in 0..options.orchestration_workers.max(1) {
         let (store, registry, stopped) = (store.clone(), registry.clone(), stopped.clone());
+        let remote = remote.clone();
         workers.spawn(async move {
             while !*stopped.borrow() {
                 match store
                     .lock_next_orchestration(ORCHESTRATION_LOCK, IDLE_WAIT)
                     .await
                 {
-                    Ok(Some(item)) => process_orchestration(&*store, &registry, item).await,
+                    Ok(Some(item)) => {
+                        dispatch_orchestration(&*store, &registry, remote.as_deref(), item).await
+                    }
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "locking an orchestration work item failed");
@@ -83,10 +96,18 @@ pub fn spawn(
     }
     for _ in 0..options.activity_workers.max(1) {
         let (store, registry, stopped) = (store.clone(), registry.clone(), stopped.clone());
+        let remote = remote.clone();
         workers.spawn(async move {
             while !*stopped.borrow() {
                 match store.lock_next_activity(ACTIVITY_LOCK, IDLE_WAIT).await {
-                    Ok(Some(item)) => process_activity(&*store, &registry, item).await,
+                    Ok(Some(item)) => match remote.as_deref() {
+                        Some(r) if registry.get_activity(&item.request.name).is_none() => {
+                            if let Err(item) = r.submit_activity(item) {
+                                abandon_activity(&*store, &item, remote::FULL_RETRY).await;
+                            }
+                        }
+                        _ => process_activity(&*store, &registry, item).await,
+                    },
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "locking an activity work item failed");
@@ -99,14 +120,44 @@ pub fn spawn(
     ExecutorHandle { stop, workers }
 }
 
-/// Runs one orchestration work item to its commit. Public so tests can step an instance without
-/// background workers.
+/// Settles a work item here when it needs no orchestrator or its orchestrator is registered, and
+/// hands it to the remote workers otherwise.
+async fn dispatch_orchestration(
+    store: &dyn Store,
+    registry: &Registry,
+    remote: Option<&RemoteWork>,
+    item: OrchestrationWorkItem,
+) {
+    let now = crate::model::now();
+    let plan = match (episode::prepare(&item, now), remote) {
+        (Step::Done(plan), _) => plan,
+        (Step::Decide(ep), Some(remote)) if !registry.has_orchestrator(&ep.name) => {
+            if let Err(item) = remote.submit_orchestration(item, ep) {
+                abandon_orchestration(store, &item, remote::FULL_RETRY).await;
+            }
+            return;
+        }
+        (Step::Decide(ep), _) => {
+            let result = episode::replay_locally(registry, &ep, now);
+            episode::commit(&ep, result, now)
+        }
+    };
+    apply(store, item, plan).await
+}
+
+/// Runs one orchestration work item to its commit in this process. Public so tests can step an
+/// instance without background workers.
 pub async fn process_orchestration(
     store: &dyn Store,
     registry: &Registry,
     item: OrchestrationWorkItem,
 ) {
-    match episode::plan(registry, &item, crate::model::now()) {
+    let plan = episode::plan(registry, &item, crate::model::now());
+    apply(store, item, plan).await
+}
+
+async fn apply(store: &dyn Store, item: OrchestrationWorkItem, plan: episode::Plan) {
+    match plan {
         episode::Plan::Commit(commit) => match store.complete_orchestration(&item, *commit).await {
             Ok(()) => {}
             Err(StoreError::LockLost) => {
@@ -117,11 +168,19 @@ pub async fn process_orchestration(
                 let _ = store.abandon_orchestration(&item, RETRY_AFTER_ERROR).await;
             }
         },
-        episode::Plan::Retry(after) => {
-            if let Err(e) = store.abandon_orchestration(&item, after).await {
-                tracing::warn!(instance = %item.instance_id, error = %e, "abandoning a work item failed");
-            }
-        }
+        episode::Plan::Retry(after) => abandon_orchestration(store, &item, after).await,
+    }
+}
+
+async fn abandon_orchestration(store: &dyn Store, item: &OrchestrationWorkItem, after: Duration) {
+    if let Err(e) = store.abandon_orchestration(item, after).await {
+        tracing::warn!(instance = %item.instance_id, error = %e, "abandoning a work item failed");
+    }
+}
+
+async fn abandon_activity(store: &dyn Store, item: &ActivityWorkItem, after: Duration) {
+    if let Err(e) = store.abandon_activity(item, after).await {
+        tracing::warn!(activity = %item.request.name, error = %e, "abandoning an activity failed");
     }
 }
 
@@ -188,20 +247,8 @@ pub async fn process_activity(store: &dyn Store, registry: &Registry, item: Acti
     } else {
         "failed"
     });
-    let kind = match outcome {
-        Ok(result) => EventKind::TaskCompleted {
-            task_scheduled_id: request.task_id,
-            result,
-        },
-        Err(failure) => EventKind::TaskFailed {
-            task_scheduled_id: request.task_id,
-            reason: Some(failure.error_message.clone()),
-            details: None,
-            failure_details: Some(failure),
-        },
-    };
     match store
-        .complete_activity(&item, HistoryEvent::unscheduled(kind))
+        .complete_activity(&item, activity_result_event(request.task_id, outcome))
         .await
     {
         Ok(()) | Err(StoreError::LockLost) => {}
@@ -210,6 +257,25 @@ pub async fn process_activity(store: &dyn Store, registry: &Registry, item: Acti
             let _ = store.abandon_activity(&item, RETRY_AFTER_ERROR).await;
         }
     }
+}
+
+/// The TaskCompleted or TaskFailed message an activity's outcome becomes.
+pub(crate) fn activity_result_event(
+    task_id: i32,
+    outcome: Result<Option<String>, FailureDetails>,
+) -> HistoryEvent {
+    HistoryEvent::unscheduled(match outcome {
+        Ok(result) => EventKind::TaskCompleted {
+            task_scheduled_id: task_id,
+            result,
+        },
+        Err(failure) => EventKind::TaskFailed {
+            task_scheduled_id: task_id,
+            reason: Some(failure.error_message.clone()),
+            details: None,
+            failure_details: Some(failure),
+        },
+    })
 }
 
 /// Renews the activity's lock until the lock is lost (then returns) or forever.

@@ -3,9 +3,10 @@
 //! ([`executor`]).
 
 pub mod context;
-mod episode;
+pub mod episode;
 pub mod executor;
 pub mod registry;
+pub mod remote;
 pub mod replay;
 
 #[cfg(test)]

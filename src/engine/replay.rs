@@ -384,7 +384,7 @@ impl<'a> Replayer<'a> {
     }
 }
 
-fn action_event(a: &Action, now: DateTime<Utc>) -> HistoryEvent {
+pub(super) fn action_event(a: &Action, now: DateTime<Utc>) -> HistoryEvent {
     let kind = match a.clone() {
         Action::ScheduleActivity { name, input, .. } => EventKind::TaskScheduled { name, input },
         Action::CreateTimer { fire_at, .. } => EventKind::TimerCreated { fire_at },
@@ -412,7 +412,7 @@ fn action_event(a: &Action, now: DateTime<Utc>) -> HistoryEvent {
     HistoryEvent::new(a.id(), now, kind)
 }
 
-fn completion_event(outcome: &Outcome) -> Option<EventKind> {
+pub(super) fn completion_event(outcome: &Outcome) -> Option<EventKind> {
     Some(match outcome {
         Outcome::Running => return None,
         Outcome::Completed { output } => EventKind::ExecutionCompleted {

@@ -322,9 +322,33 @@ pub async fn run_server(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let (stop, stopped) = watch::channel(false);
+    let mut grpc = None;
+    if let Some(addr) = config.grpc_listen {
+        let grpc_listener = TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen for gRPC on {addr} (set grpc_listen, or --grpc-listen off)")
+        })?;
+        tracing::info!(address = %grpc_listener.local_addr()?, hub = runtime.default_hub(), "serving the Durable Task gRPC endpoint");
+        let mut stopped = stopped.clone();
+        grpc = Some(tokio::spawn(crate::grpc::serve(
+            grpc_listener,
+            runtime.clone(),
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        )));
+    }
     tracing::info!(address = %listener.local_addr()?, hub = runtime.default_hub(), "serving the management API");
     let state = AppState::new(runtime.clone(), &config);
-    serve(listener, state, shutdown_signal()).await?;
+    serve(listener, state, async move {
+        shutdown_signal().await;
+        stop.send_replace(true);
+    })
+    .await?;
+    if let Some(grpc) = grpc {
+        let _ = grpc.await;
+    }
+    drop(stopped);
     tracing::info!("shutting down: stopping executors");
     runtime.shutdown().await;
     Ok(())

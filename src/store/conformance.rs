@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use super::{
     ActivityRequest, HistoryWrite, InstanceFilter, InstanceQuery, InstanceRecord, InstanceState,
     NewInstance, OrchestrationCommit, OrchestrationMessage, OrchestrationWorkItem, ReusePolicy,
-    Store, StoreError,
+    StatusSet, Store, StoreError,
 };
 use crate::model::{EventKind, EventType, HistoryEvent, InstanceId, RuntimeStatus};
 
@@ -287,6 +287,34 @@ pub async fn reuse_policies(make: Factory) {
     assert_eq!(row.output, None);
     assert_eq!(row.completed_time, None);
     assert!(store.get_history("a").await.unwrap().is_empty());
+
+    // The protocol's policy replaces only the statuses it names: none means never.
+    let never = ReusePolicy::ReplaceIn(StatusSet::default());
+    assert!(matches!(
+        store
+            .create_instance(new_instance("a", "Hello", at(2)), never)
+            .await,
+        Err(StoreError::AlreadyExists {
+            status: RuntimeStatus::Pending,
+            ..
+        })
+    ));
+    let only_failed = ReusePolicy::ReplaceIn([RuntimeStatus::Failed].into_iter().collect());
+    assert!(matches!(
+        store
+            .create_instance(new_instance("a", "Hello", at(2)), only_failed)
+            .await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    let pending_too = ReusePolicy::ReplaceIn([RuntimeStatus::Pending].into_iter().collect());
+    let replacement = new_instance("a", "Replacement", at(2));
+    store
+        .create_instance(replacement.clone(), pending_too)
+        .await
+        .unwrap();
+    let row = store.get_instance("a").await.unwrap().unwrap();
+    assert_eq!(row.execution_id, replacement.execution_id);
+    assert_eq!(row.name, "Replacement");
 
     // ReplaceAny replaces a live instance too.
     let third = new_instance("a", "Other", at(3));

@@ -51,6 +51,45 @@ pub enum ReusePolicy {
     ReplaceTerminal,
     /// Replace whatever is there (1.x `AnyState`; also how sub-orchestrations are created).
     ReplaceAny,
+    /// Replace an instance only in one of these statuses; any other is an
+    /// [`StoreError::AlreadyExists`]. The Durable Task protocol's `OrchestrationIdReusePolicy`
+    /// (no statuses: never replace, the SDKs' default).
+    ReplaceIn(StatusSet),
+}
+
+impl ReusePolicy {
+    /// Whether an existing instance in `status` may be replaced.
+    pub fn replaces(self, status: RuntimeStatus) -> bool {
+        match self {
+            Self::ReplaceTerminal => status.is_terminal(),
+            Self::ReplaceAny => true,
+            Self::ReplaceIn(set) => set.contains(status),
+        }
+    }
+}
+
+/// A set of runtime statuses, small enough to copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusSet(u16);
+
+impl StatusSet {
+    pub fn contains(self, status: RuntimeStatus) -> bool {
+        self.0 & Self::bit(status) != 0
+    }
+
+    pub fn with(self, status: RuntimeStatus) -> Self {
+        Self(self.0 | Self::bit(status))
+    }
+
+    fn bit(status: RuntimeStatus) -> u16 {
+        1 << status.as_i32()
+    }
+}
+
+impl FromIterator<RuntimeStatus> for StatusSet {
+    fn from_iter<I: IntoIterator<Item = RuntimeStatus>>(iter: I) -> Self {
+        iter.into_iter().fold(Self::default(), Self::with)
+    }
 }
 
 /// A new execution of an instance: a Pending row plus its ExecutionStarted message.

@@ -125,7 +125,7 @@ impl AzureStore {
         let existing = self.hub.read_row(&id).await?;
         if let Some(row) = &existing {
             let status = entities::record_from_row(row).runtime_status;
-            if policy == ReusePolicy::ReplaceTerminal && !status.is_terminal() {
+            if !policy.replaces(status) {
                 return Err(StoreError::AlreadyExists {
                     instance_id: id,
                     status,

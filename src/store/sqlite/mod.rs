@@ -264,9 +264,9 @@ impl Store for SqliteStore {
         let hub = self.hub.clone();
         self.write_effects(move |conn| {
             let id = start.record.instance_id.as_str();
-            if policy == ReusePolicy::ReplaceTerminal {
+            if policy != ReusePolicy::ReplaceAny {
                 match writes::instance_status(conn, &hub, id)? {
-                    Some(status) if !status.is_terminal() => {
+                    Some(status) if !policy.replaces(status) => {
                         return Err(StoreError::AlreadyExists {
                             instance_id: id.to_owned(),
                             status,

@@ -1,0 +1,75 @@
+//! The Durable Task gRPC endpoint: applications written with Microsoft's Durable Task SDKs
+//! (Python `durabletask`, JS `@microsoft/durabletask-js`, .NET, Java, Go) connect here as workers
+//! and clients, over plain HTTP/2 (h2c) like the SDKs' sidecar.
+//!
+//! - [`proto`]: types and service generated from `proto/durabletask_sidecar.proto`.
+//! - `convert`: taskhub's history, statuses and failures ↔ the protocol's, and a worker's actions
+//!   → the engine's decision (round-trip tested).
+//! - `service`: one method per RPC, over [`Client`](crate::client::Client) for management and
+//!   [`RemoteWork`](crate::engine::remote::RemoteWork) for work items.
+//! - `status`: every failure as a `tonic::Status`, in one place.
+//!
+//! It serves the configured task hub through the runtime, so both stores work alike and the HTTP
+//! API and CLI see the very same instances. Durable entities are not supported: their RPCs answer
+//! UNIMPLEMENTED with a message that says so.
+
+mod convert;
+mod service;
+mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+
+use crate::runtime::Runtime;
+use proto::task_hub_sidecar_service_server::TaskHubSidecarServiceServer;
+
+/// Types and service generated from `proto/durabletask_sidecar.proto` (empty proto package).
+#[allow(
+    clippy::all,
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations
+)]
+pub mod proto {
+    tonic::include_proto!("_");
+}
+
+/// What RPCs the service does not declare answer: the entity RPCs, and any RPC a newer SDK adds.
+const UNSUPPORTED: &str = "taskhub does not implement this Durable Task RPC: durable entities \
+    (SignalEntity, GetEntity, QueryEntities, CleanEntityStorage, entity work items) are not \
+    supported; orchestrations and activities are";
+
+/// Serves the Durable Task protocol on `listener` for `runtime`'s configured hub until
+/// `shutdown` completes. Open worker streams and waits end at once when it does.
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (stopping_tx, stopping) = watch::channel(false);
+    let sidecar = service::Sidecar::new(runtime, stopping);
+    let routes = Routes::new(
+        TaskHubSidecarServiceServer::new(sidecar)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .into_axum_router()
+    .fallback(|| async {
+        tonic::Status::unimplemented(UNSUPPORTED).into_http::<axum::body::Body>()
+    });
+    tonic::transport::Server::builder()
+        .add_routes(Routes::from(routes))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            stopping_tx.send_replace(true);
+        })
+        .await
+}
+
+/// Histories and payloads can be large; the SDKs themselves accept up to this much.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
