@@ -94,8 +94,11 @@ pub fn prepare(item: &OrchestrationWorkItem, now: DateTime<Utc>) -> Step {
         }
         match &m.event.kind {
             EventKind::ExecutionStarted { execution_id, .. } => {
+                // An execution's start comes before anything delivered to it, even an event
+                // that was queued first (raised while the previous execution continued as new):
+                // the SDKs start the orchestrator only at ExecutionStarted.
                 if !started && *execution_id == row.execution_id {
-                    new_events.push(m.event.clone());
+                    new_events.insert(0, m.event.clone());
                 }
             }
             EventKind::ExecutionRewound { .. } => rewind = Some(m.event.clone()),
@@ -223,26 +226,45 @@ pub fn remote_result(
     }
 }
 
-/// Why a worker's new actions cannot follow this history, if they cannot: an id that history
-/// already gave to a scheduled event (and that was not rewound), or one id used twice.
+/// Why a worker's new actions cannot follow this history, if they cannot: an id whose scheduled
+/// event is still waiting for its result, or one id used twice in one answer. An id whose task
+/// already has its result may be scheduled again: that is how the SDKs retry a failed activity.
 fn contradiction(history: &[HistoryEvent], actions: &[Action]) -> Option<FailureDetails> {
-    let used: HashSet<i32> = history
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.kind,
-                EventKind::TaskScheduled { .. }
-                    | EventKind::TimerCreated { .. }
-                    | EventKind::SubOrchestrationInstanceCreated { .. }
-                    | EventKind::EventSent { .. }
-            )
-        })
-        .map(|e| e.event_id)
-        .collect();
+    let mut outstanding: HashSet<i32> = HashSet::new();
+    for e in history {
+        match &e.kind {
+            EventKind::TaskScheduled { .. }
+            | EventKind::TimerCreated { .. }
+            | EventKind::SubOrchestrationInstanceCreated { .. }
+            | EventKind::EventSent { .. } => {
+                outstanding.insert(e.event_id);
+            }
+            EventKind::TaskCompleted {
+                task_scheduled_id: id,
+                ..
+            }
+            | EventKind::TaskFailed {
+                task_scheduled_id: id,
+                ..
+            }
+            | EventKind::SubOrchestrationInstanceCompleted {
+                task_scheduled_id: id,
+                ..
+            }
+            | EventKind::SubOrchestrationInstanceFailed {
+                task_scheduled_id: id,
+                ..
+            }
+            | EventKind::TimerFired { timer_id: id, .. } => {
+                outstanding.remove(id);
+            }
+            _ => {}
+        }
+    }
     let mut seen = HashSet::new();
     actions.iter().map(Action::id).find_map(|id| {
-        let why = if used.contains(&id) {
-            "which the history already holds a scheduled event for"
+        let why = if outstanding.contains(&id) {
+            "which the history already gave to a step that is still outstanding"
         } else if !seen.insert(id) {
             "more than once in one answer"
         } else {

@@ -31,8 +31,10 @@ const WAIT_POLL: Duration = Duration::from_millis(250);
 const HEALTH_PING: Duration = Duration::from_secs(15);
 /// History is streamed in chunks of this many events.
 const HISTORY_CHUNK: usize = 200;
-/// `QueryInstances` pages hold this many instances when the request names no maximum.
+/// `QueryInstances` pages hold this many instances when the request names no maximum, and at
+/// most `MAX_PAGE` (the Python SDK asks for 2^31 - 1 and follows the continuation token).
 const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
 /// The most a worker can have of one kind at once, whatever it asks for.
 const MAX_CONCURRENCY: usize = 10_000;
 
@@ -393,7 +395,7 @@ impl TaskHubSidecarService for Sidecar {
         let q = request.into_inner().query.unwrap_or_default();
         let page_size = match usize::try_from(q.max_instance_count) {
             Ok(0) | Err(_) => DEFAULT_PAGE,
-            Ok(n) => n,
+            Ok(n) => n.min(MAX_PAGE),
         };
         let query = InstanceQuery {
             filter: InstanceFilter {
@@ -446,7 +448,7 @@ impl TaskHubSidecarService for Sidecar {
         let to = time("completedTimeTo", &r.completed_time_to)?;
         let page_size = match usize::try_from(r.page_size) {
             Ok(0) | Err(_) => DEFAULT_PAGE,
-            Ok(n) => n,
+            Ok(n) => n.min(MAX_PAGE),
         };
         let query = InstanceQuery {
             filter: InstanceFilter {
