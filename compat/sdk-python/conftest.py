@@ -116,10 +116,10 @@ class Server:
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 text = r.read().decode()
-                return r.status, dict(r.headers), (json.loads(text) if text else None)
+                return r.status, r.headers, (json.loads(text) if text else None)
         except urllib.error.HTTPError as e:
             text = e.read().decode()
-            return e.code, dict(e.headers), (json.loads(text) if text else None)
+            return e.code, e.headers, (json.loads(text) if text else None)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(BIN), *args, "--task-hub-name", self.hub],
@@ -135,6 +135,8 @@ class Hub:
         self.worker = orchestrations.register(worker.TaskHubGrpcWorker(host_address=server.grpc))
         self.worker.start()
         self.client = client.TaskHubGrpcClient(host_address=server.grpc)
+        # The worker connects in the background: one instance run through it proves it is there.
+        self.run(orchestrations.echo, input="ready")
 
     def run(self, orchestrator, input=None, timeout=60, **kwargs):
         """Starts an instance and waits for it to finish; returns its final state."""

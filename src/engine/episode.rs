@@ -121,7 +121,8 @@ pub fn prepare(item: &OrchestrationWorkItem, now: DateTime<Utc>) -> Step {
             }));
         }
     }
-    if row.runtime_status.is_terminal() && started {
+    if row.runtime_status.is_terminal() {
+        // Finished (or terminated before it started): nothing more runs.
         return Step::Done(discard());
     }
     let starting = new_events
@@ -346,7 +347,15 @@ fn plan_before_start(
                 activities: Vec::new(),
             }))
         }
-        _ if row.runtime_status == RuntimeStatus::Pending => Plan::Retry(Duration::from_secs(1)),
+        // The start is still on its way: a scheduled start, or the next execution of an
+        // instance that continued as new (a queue may deliver its carried-over events first).
+        _ if matches!(
+            row.runtime_status,
+            RuntimeStatus::Pending | RuntimeStatus::ContinuedAsNew
+        ) =>
+        {
+            Plan::Retry(Duration::from_secs(1))
+        }
         _ => discard(),
     }
 }

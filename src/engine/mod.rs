@@ -10,6 +10,8 @@ pub mod remote;
 pub mod replay;
 
 #[cfg(test)]
+mod episode_tests;
+#[cfg(test)]
 mod replay_tests;
 
 pub use context::{ActivityContext, OrchestrationContext, RetryOptions, TaskFailure};

@@ -63,6 +63,7 @@ pub async fn serve(
         tonic::Status::unimplemented(UNSUPPORTED).into_http::<axum::body::Body>()
     });
     tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(explain_unimplemented))
         .add_routes(Routes::from(routes))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
@@ -70,6 +71,25 @@ pub async fn serve(
         })
         .await
 }
+
+/// The generated service answers an RPC it does not declare with a bare UNIMPLEMENTED; say why.
+fn explain_unimplemented<B>(mut response: axum::http::Response<B>) -> axum::http::Response<B> {
+    let headers = response.headers_mut();
+    let unimplemented = headers
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"12");
+    if unimplemented && !headers.contains_key("grpc-message") {
+        headers.insert(
+            "grpc-message",
+            axum::http::HeaderValue::from_static(UNSUPPORTED_ENCODED),
+        );
+    }
+    response
+}
+
+/// [`UNSUPPORTED`] as a `grpc-message` header: gRPC percent-encodes only `%` and bytes outside
+/// printable ASCII, and it has none.
+const UNSUPPORTED_ENCODED: &str = UNSUPPORTED;
 
 /// Histories and payloads can be large; the SDKs themselves accept up to this much.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
