@@ -642,3 +642,176 @@ async fn maintain(remote: Weak<RemoteWork>) {
         r.upkeep().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::episode::{prepare, Step};
+    use crate::model::{InstanceId, RuntimeStatus};
+    use crate::store::sqlite::SqliteDb;
+    use crate::store::{NewInstance, ReusePolicy};
+
+    const LOCK: Duration = Duration::from_secs(60);
+
+    async fn store_with(names: &[&str]) -> Arc<dyn Store> {
+        let store: Arc<dyn Store> = SqliteDb::open(":memory:").unwrap().hub("RemoteTests");
+        store.create_hub().await.unwrap();
+        for (i, name) in names.iter().enumerate() {
+            let new = NewInstance {
+                instance_id: InstanceId::parse(format!("i{i}")).unwrap(),
+                name: name.to_string(),
+                version: String::new(),
+                execution_id: new_guid_n(),
+                input: None,
+                created_time: crate::model::now(),
+                scheduled_start_time: None,
+                parent: None,
+            };
+            store
+                .create_instance(new, ReusePolicy::ReplaceTerminal)
+                .await
+                .unwrap();
+        }
+        store
+    }
+
+    /// Locks every ready orchestration and queues it, as the executor does for unknown names.
+    async fn submit_all(store: &Arc<dyn Store>, remote: &RemoteWork) {
+        while let Some(item) = store
+            .lock_next_orchestration(LOCK, Duration::from_millis(50))
+            .await
+            .unwrap()
+        {
+            match prepare(&item, crate::model::now()) {
+                Step::Decide(episode) => remote.submit_orchestration(item, episode).unwrap(),
+                Step::Done(p) => panic!("expected an episode, got {p:?}"),
+            }
+        }
+    }
+
+    fn any_worker(max: usize) -> WorkerSpec {
+        WorkerSpec {
+            max_orchestrations: max,
+            max_activities: max,
+            orchestrations: None,
+            activities: None,
+        }
+    }
+
+    async fn next_now(remote: &RemoteWork, worker: WorkerId) -> Option<Assignment> {
+        tokio::time::timeout(Duration::from_millis(200), remote.next(worker))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn token(a: &Assignment) -> &str {
+        match a {
+            Assignment::Orchestration { token, .. } | Assignment::Activity { token, .. } => token,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_gets_no_more_than_it_has_room_for() {
+        let store = store_with(&["A", "A", "A"]).await;
+        let remote = RemoteWork::start(store.clone(), LOCK, LOCK);
+        submit_all(&store, &remote).await;
+        let w = remote.connect(any_worker(2));
+        let first = next_now(&remote, w).await.expect("one");
+        assert!(next_now(&remote, w).await.is_some());
+        assert!(
+            next_now(&remote, w).await.is_none(),
+            "the third waits for room"
+        );
+        remote.abandon_orchestration(token(&first)).await.unwrap();
+        // Room again; the third is handed out (the abandoned one returns to the store).
+        assert!(next_now(&remote, w).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn filters_decide_which_worker_gets_which_name() {
+        let store = store_with(&["A", "B"]).await;
+        let remote = RemoteWork::start(store.clone(), LOCK, LOCK);
+        submit_all(&store, &remote).await;
+        let only_b = remote.connect(WorkerSpec {
+            orchestrations: Some([("B".to_string(), vec![])].into()),
+            ..any_worker(10)
+        });
+        match next_now(&remote, only_b).await {
+            Some(Assignment::Orchestration { new_events, .. }) => {
+                assert!(new_events.iter().any(|e| matches!(
+                    &e.kind, EventKind::ExecutionStarted { name, .. } if name == "B"
+                )));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(next_now(&remote, only_b).await.is_none());
+        assert_eq!(remote.serves_orchestration("A"), Some(false));
+        assert_eq!(remote.serves_orchestration("B"), Some(true));
+    }
+
+    #[tokio::test]
+    async fn a_disconnected_worker_gives_its_work_back_at_once() {
+        let store = store_with(&["A"]).await;
+        let remote = RemoteWork::start(store.clone(), LOCK, LOCK);
+        submit_all(&store, &remote).await;
+        let w = remote.connect(any_worker(1));
+        let held = next_now(&remote, w).await.expect("handed out");
+        remote.disconnect(w).await;
+        // Back in the store: lockable again now, long before its 60 s lock would expire.
+        let again = store
+            .lock_next_orchestration(LOCK, Duration::from_secs(2))
+            .await
+            .unwrap()
+            .expect("redelivered");
+        assert_eq!(again.instance_id, "i0");
+        let late = remote
+            .complete_orchestration(token(&held), "i0", RemoteDecision::default())
+            .await;
+        assert_eq!(late, Err(RemoteError::UnknownToken));
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_committed_and_checked_against_its_token() {
+        let store = store_with(&["A"]).await;
+        let remote = RemoteWork::start(store.clone(), LOCK, LOCK);
+        submit_all(&store, &remote).await;
+        let w = remote.connect(any_worker(1));
+        let a = next_now(&remote, w).await.expect("handed out");
+        let wrong = remote
+            .complete_orchestration(token(&a), "someone-else", RemoteDecision::default())
+            .await;
+        assert!(matches!(wrong, Err(RemoteError::Mismatch(_))), "{wrong:?}");
+        let done = RemoteDecision {
+            completion: Some(crate::engine::replay::Outcome::Completed {
+                output: Some("42".into()),
+            }),
+            ..RemoteDecision::default()
+        };
+        remote
+            .complete_orchestration(token(&a), "i0", done)
+            .await
+            .unwrap();
+        let row = store.get_instance("i0").await.unwrap().unwrap();
+        assert_eq!(row.runtime_status, RuntimeStatus::Completed);
+        assert_eq!(row.output.as_deref(), Some("42"));
+    }
+
+    #[tokio::test]
+    async fn a_stopped_queue_takes_no_work_and_hands_out_none() {
+        let store = store_with(&["A"]).await;
+        let remote = RemoteWork::start(store.clone(), LOCK, LOCK);
+        let item = store
+            .lock_next_orchestration(LOCK, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+        let Step::Decide(episode) = prepare(&item, crate::model::now()) else {
+            panic!("an episode")
+        };
+        remote.shutdown().await;
+        assert!(remote.submit_orchestration(item, episode).is_err());
+        let w = remote.connect(any_worker(1));
+        assert!(next_now(&remote, w).await.is_none());
+    }
+}
