@@ -217,3 +217,17 @@ def test_kill_9_of_taskhub_while_a_worker_runs_200_orchestrations_loses_none(tmp
     finally:
         w.stop()
         server.stop()
+
+
+def test_a_task_hub_is_deleted_and_created_again_over_grpc(lone):
+    stub = stub_for(lone)
+    c = client.TaskHubGrpcClient(host_address=lone.grpc)
+    id = c.schedule_new_orchestration("nobody_runs_this")
+    assert c.get_orchestration_state(id) is not None
+    stub.DeleteTaskHub(pb.DeleteTaskHubRequest())
+    stub.CreateTaskHub(pb.CreateTaskHubRequest(recreateIfExists=False))
+    assert c.get_orchestration_state(id) is None
+    again = c.schedule_new_orchestration("nobody_runs_this", instance_id=id)
+    assert again == id
+    stub.CreateTaskHub(pb.CreateTaskHubRequest(recreateIfExists=True))
+    assert c.get_orchestration_state(id) is None

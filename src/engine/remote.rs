@@ -772,6 +772,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_worker_that_holds_an_orchestration_past_its_lock_loses_it() {
+        let short = Duration::from_millis(300);
+        let store = store_with(&["A"]).await;
+        let remote = RemoteWork::start(store.clone(), short, short);
+        let item = store
+            .lock_next_orchestration(short, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .unwrap();
+        let Step::Decide(episode) = prepare(&item, crate::model::now()) else {
+            panic!("an episode")
+        };
+        remote.submit_orchestration(item, episode).unwrap();
+        let w = remote.connect(any_worker(1));
+        let held = next_now(&remote, w).await.expect("handed out");
+        // The worker never answers: the store hands the instance out again once the lock ends.
+        let again = store
+            .lock_next_orchestration(LOCK, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .expect("redelivered after the lock ran out");
+        assert_eq!(again.instance_id, "i0");
+        tokio::time::sleep(short).await;
+        let late = remote
+            .complete_orchestration(token(&held), "i0", RemoteDecision::default())
+            .await;
+        assert_eq!(late, Err(RemoteError::UnknownToken));
+    }
+
+    #[tokio::test]
     async fn an_answer_is_committed_and_checked_against_its_token() {
         let store = store_with(&["A"]).await;
         let remote = RemoteWork::start(store.clone(), LOCK, LOCK);
