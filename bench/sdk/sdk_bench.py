@@ -77,6 +77,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--backend", choices=["taskhub", "in-memory"], required=True)
     ap.add_argument("--instances", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="the worker's thread pool size (default: the SDK's own)")
     args = ap.parse_args()
 
     import logging
@@ -87,8 +89,9 @@ def main():
     worker = None
     try:
         wait_port(port, backend, args.backend)
-        worker = subprocess.Popen([sys.executable, str(HERE / "worker.py"), f"127.0.0.1:{port}"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        worker = subprocess.Popen([sys.executable, *os.environ.get("BENCH_WORKER_WRAPPER", "").split(), str(HERE / "worker.py"), f"127.0.0.1:{port}",
+                                   *([str(args.threads)] if args.threads else [])],
+                                  stdout=subprocess.PIPE, stderr=None if os.environ.get("BENCH_WORKER_WRAPPER") else subprocess.DEVNULL)
         assert worker.stdout.readline().startswith(b"ready")
         c = client.TaskHubGrpcClient(host_address=f"127.0.0.1:{port}")
         cpu_backend, cpu_worker = cpu_seconds(backend.pid), cpu_seconds(worker.pid)
@@ -112,7 +115,7 @@ def main():
                 p.wait()
     latencies.sort()
     work_items = args.instances * (6 + 5)  # six orchestrator episodes and five activities each
-    print(f"backend={args.backend} instances={args.instances}")
+    print(f"backend={args.backend} instances={args.instances} worker threads={args.threads or 'SDK default'}")
     print(f"  starts: {args.instances / (started - began):.0f}/s")
     print(f"  throughput: {args.instances / elapsed:.1f} orch/s ({elapsed:.1f} s, first start to last completion)")
     print(f"  latency (created -> completed): p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "

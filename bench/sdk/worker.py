@@ -1,4 +1,5 @@
-"""The benchmark's SDK worker, in a process of its own: `python worker.py ADDR`."""
+"""The benchmark's SDK worker, in a process of its own: `python worker.py ADDR [THREADS]`
+(THREADS: the SDK's thread pool size; its default is the processor count + 4)."""
 
 import sys
 import time
@@ -17,7 +18,11 @@ def hello_cities5(ctx: task.OrchestrationContext, _):
     return out
 
 
-w = worker.TaskHubGrpcWorker(host_address=sys.argv[1])
+threads = int(sys.argv[2]) if len(sys.argv) > 2 else None
+w = worker.TaskHubGrpcWorker(
+    host_address=sys.argv[1],
+    concurrency_options=worker.ConcurrencyOptions(maximum_thread_pool_workers=threads),
+)
 w.add_orchestrator(hello_cities5)
 w.add_activity(say_hello)
 w.start()
