@@ -231,3 +231,11 @@ def test_a_task_hub_is_deleted_and_created_again_over_grpc(lone):
     assert again == id
     stub.CreateTaskHub(pb.CreateTaskHubRequest(recreateIfExists=True))
     assert c.get_orchestration_state(id) is None
+
+
+def test_waiting_for_an_instance_that_does_not_exist_answers_at_once(lone):
+    c = client.TaskHubGrpcClient(host_address=lone.grpc)
+    started = time.time()
+    assert c.wait_for_orchestration_completion("nobody-here", timeout=20) is None
+    assert c.wait_for_orchestration_start("nobody-here", timeout=20) is None
+    assert time.time() - started < 5

@@ -92,6 +92,11 @@ impl Sidecar {
     ) -> Result<Response<pb::GetInstanceResponse>, Status> {
         let client = self.client()?;
         let id = request.instance_id;
+        // An instance that does not exist will not appear by waiting (a start is durable before
+        // StartInstance answers): say so at once, as GetInstance does.
+        if client.try_status(&id).await.map_err(from_client)?.is_none() {
+            return Ok(Response::new(pb::GetInstanceResponse::default()));
+        }
         let wait = async {
             if until_done {
                 client
