@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::context::Action;
 use super::registry::Registry;
-use super::replay::{attempt_of, rewind_history, run_episode, EpisodeResult, Outcome};
+use super::replay::{attempt_of, ended_as, rewind_history, run_episode, EpisodeResult, Outcome};
 use crate::model::{
     new_guid_n, EventKind, FailureDetails, HistoryEvent, InstanceId, ParentInstance, RuntimeStatus,
 };
@@ -55,12 +55,18 @@ pub fn plan(registry: &Registry, item: &OrchestrationWorkItem, now: DateTime<Utc
         }
     }
 
+    // The history, not the row, says whether there is a failure to take back: the store turns
+    // the row Pending when it accepts a rewind (`Store::rewind`), before this message arrives.
+    // A rewind of an execution that no longer ends Failed (rewound already) is dropped.
+    let ended = ended_as(history);
     if let Some(rewind_event) = rewind {
-        if row.runtime_status == RuntimeStatus::Failed {
+        if ended == Some(RuntimeStatus::Failed) {
             return plan_rewind(registry, item, row, rewind_event, new_events, now);
         }
     }
-    if row.runtime_status.is_terminal() && started {
+    // An execution that ended stays ended, whatever the row says meanwhile (Pending while a
+    // rewind waits for its message): replaying it would only end it a second time.
+    if (row.runtime_status.is_terminal() || ended.is_some()) && started {
         return discard();
     }
     let starting = new_events

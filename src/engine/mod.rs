@@ -9,6 +9,8 @@ pub mod registry;
 pub mod replay;
 
 #[cfg(test)]
+mod episode_tests;
+#[cfg(test)]
 mod replay_tests;
 
 pub use context::{ActivityContext, OrchestrationContext, RetryOptions, TaskFailure};

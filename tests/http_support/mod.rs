@@ -70,6 +70,9 @@ pub struct TestApp {
     pub hub: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    config: Config,
+    /// Opens the server's storage again, as another process on the same store would.
+    storage: Arc<dyn Fn() -> Storage + Send + Sync>,
     _dir: tempfile::TempDir,
 }
 
@@ -110,17 +113,26 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
     };
     configure(&mut config);
     let other = format!("sqlite:{}", dir.path().join("other.db").display());
-    let setting = config.connection_setting.clone();
-    let storage = Storage::with_env(
-        &config.connection_setting,
-        &config.sqlite_path,
-        move |name| match name {
-            "Other" => Some(other.clone()),
-            n if n == setting => default_conn.clone(),
-            _ => None,
-        },
-    );
-    let runtime = Arc::new(Runtime::with_storage(&config, samples::registry(), storage));
+    let storage: Arc<dyn Fn() -> Storage + Send + Sync> = {
+        let (setting, sqlite) = (
+            config.connection_setting.clone(),
+            config.sqlite_path.clone(),
+        );
+        Arc::new(move || {
+            let (other, setting2, default_conn) =
+                (other.clone(), setting.clone(), default_conn.clone());
+            Storage::with_env(&setting, &sqlite, move |name| match name {
+                "Other" => Some(other.clone()),
+                n if n == setting2 => default_conn.clone(),
+                _ => None,
+            })
+        })
+    };
+    let runtime = Arc::new(Runtime::with_storage(
+        &config,
+        samples::registry(),
+        storage(),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();
@@ -135,6 +147,8 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
         hub: config.task_hub.clone(),
         shutdown: Some(tx),
         server: Some(server),
+        config,
+        storage,
         _dir: dir,
     }
 }
@@ -203,6 +217,17 @@ impl TestApp {
 
     pub async fn until_status(&self, id: &str, status: &str) -> Value {
         self.until(id, 20, |v| v["runtimeStatus"] == status).await
+    }
+
+    /// An executor with the samples on the server's store, as another process would run it:
+    /// for a server started with its executor off, so that a test decides when instances run.
+    /// Stop it with [`Runtime::shutdown`], then drop it.
+    pub fn executor(&self) -> Runtime {
+        let mut config = self.config.clone();
+        config.executor.enabled = true;
+        let runtime = Runtime::with_storage(&config, samples::registry(), (self.storage)());
+        runtime.client(None, None).unwrap();
+        runtime
     }
 
     /// Stops the server gracefully and waits for it.
