@@ -1,4 +1,5 @@
-//! `taskhub serve`: configuration in, server out. The server itself lives in `crate::http`.
+//! `taskhub serve`: flags and configuration file in, server out. Starting the server is
+//! [`crate::server`]'s.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use clap::Args;
 
 use super::error::CliError;
 use crate::config::Config;
-use crate::http::run_server;
+use crate::engine::Registry;
 
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct ServeArgs {
@@ -19,10 +20,11 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
 }
 
-pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+/// Serves `registry`'s orchestrators and activities: the binary's, not only the samples.
+pub async fn serve(args: ServeArgs, registry: Registry) -> Result<(), CliError> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    Ok(run_server(config).await?)
+    Ok(crate::server::serve(config, registry).await?)
 }

@@ -1,4 +1,5 @@
-//! `spawn_app()`: the real server on 127.0.0.1:0 over a fresh SQLite file, spoken to over HTTP.
+//! `spawn_app()`: the real server (`taskhub serve`'s start-up) on 127.0.0.1:0 over a fresh SQLite
+//! file, spoken to over HTTP.
 //! `spawn_on(Backend::Azure, ..)`: the same server on Azurite, in a task hub of its own.
 //! Nothing reads or writes the process environment, so tests run in parallel.
 
@@ -10,9 +11,10 @@ use std::time::Duration;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use taskhub::config::{Config, ExecutorConfig};
-use taskhub::http::{serve, AppState, V1_PREFIX, V2_PREFIX};
+use taskhub::http::{V1_PREFIX, V2_PREFIX};
 use taskhub::runtime::Runtime;
 use taskhub::samples;
+use taskhub::server::{Listeners, Server};
 use taskhub::storage::Storage;
 use tokio::sync::oneshot;
 
@@ -69,7 +71,7 @@ pub struct TestApp {
     /// The default task hub (fresh per server on Azure).
     pub hub: String,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     config: Config,
     /// Opens the server's storage again, as another process on the same store would.
     storage: Arc<dyn Fn() -> Storage + Send + Sync>,
@@ -128,16 +130,13 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
             })
         })
     };
-    let runtime = Arc::new(Runtime::with_storage(
-        &config,
-        samples::registry(),
-        storage(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
+    // The start-up `taskhub serve` runs, on a free port.
+    let server = Server::with_storage(config.clone(), samples::registry(), storage()).unwrap();
+    let runtime = server.runtime().clone();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", http.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();
-    let state = AppState::new(runtime.clone(), &config);
-    let server = tokio::spawn(serve(listener, state, async move {
+    let server = tokio::spawn(server.run(Listeners { http }, async move {
         let _ = rx.await;
     }));
     TestApp {
