@@ -195,20 +195,21 @@ impl TestApp {
             .to_string()
     }
 
-    /// Polls the status until `check` holds; panics after `secs`.
+    /// Polls the status until `check` holds; panics after `secs`, also when the instance never
+    /// appears.
     pub async fn until(&self, id: &str, secs: u64, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let r = self.get(&self.v2(&format!("/instances/{id}"))).await;
-            if r.status() != StatusCode::NOT_FOUND {
-                let v: Value = r.json().await.unwrap();
-                if check(&v) {
-                    return v;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "condition not reached for {id} in {secs}s: {v}"
-                );
+            let status = match r.status() {
+                StatusCode::NOT_FOUND => None,
+                _ => Some(r.json::<Value>().await.unwrap()),
+            };
+            match status {
+                Some(v) if check(&v) => return v,
+                _ if tokio::time::Instant::now() < deadline => {}
+                Some(v) => panic!("condition not reached for {id} in {secs}s: {v}"),
+                None => panic!("{id} never appeared in {secs}s"),
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
