@@ -170,7 +170,8 @@ pub async fn rewind(
     Ok(sent(&args.id, "rewind", args.hub.output))
 }
 
-/// Terminate and rewind are messages: the instance acts on them when a server runs it.
+/// Terminate and rewind are requests the instance acts on when a server runs it (a rewound
+/// instance reads Pending from the moment the request is accepted).
 fn sent(id: &str, operation: &str, format: OutputFormat) -> String {
     match format {
         OutputFormat::Json => render_json(
