@@ -58,15 +58,15 @@ pub fn plan(registry: &Registry, item: &OrchestrationWorkItem, now: DateTime<Utc
     // The history, not the row, says whether there is a failure to take back: the store turns
     // the row Pending when it accepts a rewind (`Store::rewind`), before this message arrives.
     // A rewind of an execution that no longer ends Failed (rewound already) is dropped.
-    let ended = ended_as(history);
     if let Some(rewind_event) = rewind {
-        if ended == Some(RuntimeStatus::Failed) {
+        if ended_as(history) == Some(RuntimeStatus::Failed) {
             return plan_rewind(registry, item, row, rewind_event, new_events, now);
         }
     }
-    // An execution that ended stays ended, whatever the row says meanwhile (Pending while a
-    // rewind waits for its message): replaying it would only end it a second time.
-    if (row.runtime_status.is_terminal() || ended.is_some()) && started {
+    // Only the row decides that an execution is over. A history that ended under a row that
+    // did not (a crash between the two writes of a checkpoint) is replayed, which writes the
+    // row it should have had.
+    if row.runtime_status.is_terminal() && started {
         return discard();
     }
     let starting = new_events

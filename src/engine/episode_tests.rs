@@ -1,5 +1,5 @@
-//! Planning a rewind: the store has already turned the row Pending when the rewind message
-//! arrives, so the plan goes by the history's outcome.
+//! Planning against the row and the history: the store has already turned the row Pending when
+//! a rewind message arrives, so a rewind goes by the history's outcome; anything else by the row.
 
 use std::sync::Arc;
 
@@ -149,18 +149,22 @@ fn a_second_rewind_message_after_the_rewind_rewinds_nothing() {
 }
 
 #[test]
-fn other_messages_for_an_ended_execution_are_dropped_even_while_its_row_reads_pending() {
+fn a_history_that_ended_under_a_row_that_did_not_is_finished_by_the_next_message() {
+    // A checkpoint wrote the failed history, then its process died before the row: the row
+    // still says Running when the message that was being handled comes back.
     let mut i = Instance::failed();
-    i.row.runtime_status = RuntimeStatus::Pending;
-    let history = i.history.clone();
+    i.row.runtime_status = RuntimeStatus::Running;
     let commit = i.deliver(
-        vec![EventKind::EventRaised {
-            name: "late".into(),
-            input: None,
+        vec![EventKind::TaskFailed {
+            task_scheduled_id: 0,
+            reason: Some("boom".into()),
+            details: None,
+            failure_details: None,
         }],
         3,
     );
-    assert!(commit.state.is_none(), "{commit:?}");
-    assert_eq!(i.history, history);
-    assert_eq!(i.row.runtime_status, RuntimeStatus::Pending);
+    assert_eq!(
+        commit.state.map(|s| s.runtime_status),
+        Some(RuntimeStatus::Failed)
+    );
 }
