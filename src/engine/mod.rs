@@ -9,9 +9,9 @@ pub mod registry;
 pub mod replay;
 
 #[cfg(test)]
-mod episode_tests;
-#[cfg(test)]
 mod replay_tests;
+#[cfg(test)]
+mod rewind_episode_tests;
 
 pub use context::{ActivityContext, OrchestrationContext, RetryOptions, TaskFailure};
 pub use registry::{ActivityError, OrchestrationError, Registry};
