@@ -59,6 +59,13 @@ impl From<StoreError> for ClientError {
                 instance_id,
                 status,
             },
+            // Only a rewind asks for a Failed instance.
+            StoreError::NotFailed {
+                instance_id,
+                status,
+            } => ClientError::PreconditionFailed(format!(
+                "The rewind operation is only supported on failed orchestration instances; '{instance_id}' is {status}."
+            )),
             StoreError::InvalidContinuationToken => {
                 ClientError::InvalidInput("The continuation token is not valid.".into())
             }
@@ -321,15 +328,10 @@ impl Client {
         self.send(id, EventKind::ExecutionResumed { reason }).await
     }
 
-    /// Re-runs the failed parts of a Failed instance.
+    /// Re-runs the failed parts of a Failed instance. Once this returns, the instance reads
+    /// Pending; the store checks the status in the same step (see [`Store::rewind`]).
     pub async fn rewind(&self, id: &str, reason: Option<String>) -> ClientResult<()> {
-        let status = self.status(id).await?.runtime_status;
-        if status != RuntimeStatus::Failed {
-            return Err(ClientError::PreconditionFailed(format!(
-                "The rewind operation is only supported on failed orchestration instances; '{id}' is {status}."
-            )));
-        }
-        self.send(id, EventKind::ExecutionRewound { reason }).await
+        Ok(self.store.rewind(id, reason).await?)
     }
 
     /// Starts the instance again with its original name and input, under a new id or the same.

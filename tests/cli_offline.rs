@@ -13,6 +13,7 @@ backend_tests!(
     unknown_instances_are_exit_3,
     get_history_of_a_queued_instance,
     get_instances_pages_with_the_continuation_token,
+    a_script_written_for_core_tools_pages_through_every_instance,
     get_instances_filters,
     terminate_raise_event_and_rewind_are_sent_or_refused_by_state,
     purge_history_says_how_many_it_removed,
@@ -226,19 +227,26 @@ fn get_instances_pages_with_the_continuation_token(backend: Backend) {
     assert!(lines[0].starts_with("INSTANCE ID"), "{first}");
     assert!(lines[0].contains("NAME") && lines[0].contains("LAST UPDATED"));
     assert_eq!(lines.iter().filter(|l| l.starts_with("page-")).count(), 2);
-    assert!(
-        lines[lines.len() - 2].starts_with("Continuation token for the next page"),
-        "{first}"
-    );
-    let token = lines[lines.len() - 1];
+    let token = continuation_token(&first);
+    assert!(!token.is_empty(), "{first}");
 
-    let second = cli.ok(&["get-instances", "--top", "2", "--continuation-token", token]);
+    let second = cli.ok(&[
+        "get-instances",
+        "--top",
+        "2",
+        "--continuation-token",
+        &token,
+    ]);
     assert_eq!(
         second.lines().filter(|l| l.starts_with("page-")).count(),
         1,
         "{second}"
     );
-    assert!(!second.contains("Continuation token"));
+    // The last page says so the way Core Tools does: an empty token.
+    assert_eq!(
+        second.lines().last(),
+        Some("Continuation token for next set of results: ''")
+    );
 
     // JSON: the same pages, the token as a field.
     let p1 = cli.json(&["get-instances", "--top", "2"]);
@@ -260,6 +268,49 @@ fn get_instances_pages_with_the_continuation_token(backend: Backend) {
     let d = cli.json(&["get-instances"]);
     assert_eq!(d["instances"].as_array().unwrap().len(), 10);
     assert!(d["continuationToken"].is_string());
+}
+
+/// What a script written for Core Tools does: find the line `Continuation token for next set
+/// of results: '<token>'` and take what is between the quotes.
+fn continuation_token(output: &str) -> String {
+    const LINE: &str = "Continuation token for next set of results: '";
+    let line = output
+        .lines()
+        .find_map(|l| l.strip_prefix(LINE))
+        .unwrap_or_else(|| panic!("no Core Tools continuation line in:\n{output}"));
+    line.strip_suffix('\'')
+        .unwrap_or_else(|| panic!("the token is not quoted: {line}"))
+        .to_string()
+}
+
+fn a_script_written_for_core_tools_pages_through_every_instance(backend: Backend) {
+    let cli = Cli::on(backend);
+    let mut want: Vec<String> = (0..7).map(|i| format!("script-{i}")).collect();
+    for id in &want {
+        cli.start("HelloSequence", &["--id", id]);
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    for _ in 0..10 {
+        let mut args = vec!["get-instances", "--top", "3"];
+        if !token.is_empty() {
+            args.extend(["--continuation-token", &token]);
+        }
+        let out = cli.ok(&args);
+        seen.extend(
+            out.lines()
+                .filter(|l| l.starts_with("script-"))
+                .map(|l| l.split_whitespace().next().unwrap().to_string()),
+        );
+        token = continuation_token(&out);
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert!(token.is_empty(), "paging did not end");
+    seen.sort();
+    want.sort();
+    assert_eq!(seen, want);
 }
 
 fn get_instances_filters(backend: Backend) {
@@ -286,7 +337,10 @@ fn get_instances_filters(backend: Backend) {
         1
     );
     let none = cli.ok(&["get-instances", "--runtime-status", "failed"]);
-    assert_eq!(none.trim(), "No instances found.");
+    assert_eq!(
+        none.trim(),
+        "No instances found.\n\nContinuation token for next set of results: ''"
+    );
 
     let e = cli.fails(
         &[

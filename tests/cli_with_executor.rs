@@ -28,9 +28,14 @@ impl Executor {
             match cli.backend {
                 Backend::Sqlite => common::test_hub_at(&cli.db),
                 #[cfg(feature = "azure")]
-                Backend::Azure => {
-                    cli_support::azure::runtime(&cli.hub, taskhub::samples::registry(), true, &[])
-                }
+                // Short leases: a stopped executor's partitions are not released (its tokio
+                // runtime goes with it), so the next one takes them over when they expire.
+                Backend::Azure => cli_support::azure::runtime(
+                    &cli.hub,
+                    taskhub::samples::registry(),
+                    true,
+                    &[("TASKHUB_AZURE_LEASE_SECONDS", "3")],
+                ),
             }
         };
         Self {
@@ -182,10 +187,12 @@ fn raise_event_delivers_data_and_terminate_stops_a_waiting_instance(backend: Bac
 
 fn rewind_revives_a_failed_instance(backend: Backend) {
     let cli = Cli::on(backend);
-    let _executor = Executor::start(&cli);
+    let executor = Executor::start(&cli);
     let id = cli.start("FailAtStep", &[]);
     let failed = cli.until_status(&id, 20, "Failed");
     assert!(failed["output"].is_string(), "{failed}");
+    // Stopped, so that nothing but the rewind itself can change the status read after it.
+    drop(executor);
 
     let out = cli.ok(&[
         "rewind",
@@ -198,6 +205,10 @@ fn rewind_revives_a_failed_instance(backend: Backend) {
         out.trim(),
         format!("Sent a rewind request to instance '{id}'.")
     );
+    // A script that polls after the rewind must not read the Failed of before and stop.
+    assert_eq!(cli.status(&id)["runtimeStatus"], "Pending");
+
+    let _executor = Executor::start(&cli);
     let s = cli.until_status(&id, 20, "Completed");
     assert_eq!(s["output"], "ok");
 

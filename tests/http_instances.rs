@@ -308,3 +308,17 @@ async fn ids_with_spaces_and_unknown_routes(backend: Backend) {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(json_body(r).await, json!({"Message": "No such API"}));
 }
+
+#[tokio::test]
+async fn until_fails_at_its_deadline_when_the_instance_never_appears() {
+    let app = std::sync::Arc::new(http_support::spawn_app().await);
+    let poller = app.clone();
+    let waiting =
+        tokio::spawn(async move { poller.until("nobody", 1, |_| true).await.to_string() });
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("until gives up at its deadline instead of waiting forever");
+    let panic = ended.expect_err("until cannot succeed").into_panic();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert_eq!(message, "nobody never appeared in 1s");
+}

@@ -2,7 +2,7 @@
 
 mod http_support;
 
-use http_support::{backend_tests, json_body, spawn_app_on, Backend};
+use http_support::{backend_tests, json_body, spawn_app_on, spawn_on, Backend};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -12,6 +12,7 @@ backend_tests!(
     terminate,
     suspend_and_resume,
     rewind,
+    the_status_right_after_a_rewind_is_pending,
     restart,
     operations_on_unknown_paths_and_methods,
 );
@@ -163,6 +164,30 @@ async fn rewind(backend: Backend) {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let s = app.until_status(&id, "Completed").await;
     assert_eq!(s["output"], "ok");
+}
+
+async fn the_status_right_after_a_rewind_is_pending(backend: Backend) {
+    // The server only manages; the test runs the executor, so that nothing but the rewind
+    // changes the status between the rewind and the read after it.
+    let app = spawn_on(backend, |c| c.executor.enabled = false).await;
+    let executor = app.executor();
+    let id = app.start("FailAtStep", &Value::Null).await;
+    app.until_status(&id, "Failed").await;
+    executor.shutdown().await;
+    drop(executor);
+
+    let r = app
+        .post(&app.v2(&format!("/instances/{id}/rewind?reason=retry")))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // A client that polls after the rewind must not read the Failed of before and stop.
+    let s = json_body(app.get(&app.v2(&format!("/instances/{id}"))).await).await;
+    assert_eq!(s["runtimeStatus"], "Pending", "{s}");
+
+    let executor = app.executor();
+    let s = app.until_status(&id, "Completed").await;
+    assert_eq!(s["output"], "ok");
+    executor.shutdown().await;
 }
 
 async fn restart(backend: Backend) {

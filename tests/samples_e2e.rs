@@ -448,3 +448,16 @@ async fn purge_removes_finished_instances_one_or_by_filter() {
     assert_eq!(h.client.purge_by_filter(&filter).await.unwrap(), 1);
     assert!(h.client.try_status(b.as_str()).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn until_fails_at_its_deadline_when_the_instance_never_appears() {
+    let h = test_hub();
+    let client = h.client.clone();
+    let waiting = tokio::spawn(async move { until(&client, "nobody", 1, |_| true).await });
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("until gives up at its deadline instead of waiting forever");
+    let panic = ended.expect_err("until cannot succeed").into_panic();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert_eq!(message, "nobody never appeared in 1s");
+}

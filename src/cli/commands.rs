@@ -18,14 +18,14 @@ use crate::storage::Storage;
 use crate::store::{InstanceFilter, InstanceQuery};
 
 /// Opens the hub the flags name. Flags win over `config/taskhub.toml` and `TASKHUB_…`, which win
-/// over the built-in defaults. `registry` is `Some` only where names must be checked
-/// (start-new); the command line never runs orchestrations itself.
-fn open(hub: &HubArgs, registry: Option<Registry>) -> Result<Client, CliError> {
+/// over the built-in defaults. `registry` is the binary's: the client checks orchestrator names
+/// against it (start-new); the command line never runs orchestrations itself.
+fn open(hub: &HubArgs, registry: &Arc<Registry>) -> Result<Client, CliError> {
     let config = Config::load(hub.config.as_deref())?;
     let name = hub.task_hub_name.as_deref().unwrap_or(&config.task_hub);
     let storage = Storage::new(&config.connection_setting, &config.sqlite_path);
     let store = storage.open(hub.connection_string_setting.as_deref(), name)?;
-    Ok(Client::new(store, registry.map(Arc::new)))
+    Ok(Client::new(store, Some(registry.clone())))
 }
 
 #[derive(Args, Debug, Clone, PartialEq)]
@@ -44,12 +44,12 @@ pub struct StartNewArgs {
     pub hub: HubArgs,
 }
 
-pub async fn start_new(args: StartNewArgs, registry: Registry) -> Result<String, CliError> {
+pub async fn start_new(args: StartNewArgs, registry: &Arc<Registry>) -> Result<String, CliError> {
     let input = match &args.input {
         Some(raw) => read_json_arg("--input", raw)?,
         None => serde_json::Value::Null,
     };
-    let client = open(&args.hub, Some(registry))?;
+    let client = open(&args.hub, registry)?;
     let id = client.start(&args.function_name, args.id, input).await?;
     Ok(match args.hub.output {
         OutputFormat::Json => render_json(
@@ -75,8 +75,11 @@ pub struct GetRuntimeStatusArgs {
     pub hub: HubArgs,
 }
 
-pub async fn get_runtime_status(args: GetRuntimeStatusArgs) -> Result<String, CliError> {
-    let client = open(&args.hub, None)?;
+pub async fn get_runtime_status(
+    args: GetRuntimeStatusArgs,
+    registry: &Arc<Registry>,
+) -> Result<String, CliError> {
+    let client = open(&args.hub, registry)?;
     let status = client.status(&args.id).await?;
     Ok(render_status(
         &status,
@@ -95,8 +98,11 @@ pub struct GetHistoryArgs {
     pub hub: HubArgs,
 }
 
-pub async fn get_history(args: GetHistoryArgs) -> Result<String, CliError> {
-    let client = open(&args.hub, None)?;
+pub async fn get_history(
+    args: GetHistoryArgs,
+    registry: &Arc<Registry>,
+) -> Result<String, CliError> {
+    let client = open(&args.hub, registry)?;
     // An unknown instance has an empty history; say so instead of printing nothing.
     client.status(&args.id).await?;
     let history = client.history(&args.id).await?;
@@ -117,9 +123,12 @@ pub struct GetInstancesArgs {
     pub hub: HubArgs,
 }
 
-pub async fn get_instances(args: GetInstancesArgs) -> Result<String, CliError> {
+pub async fn get_instances(
+    args: GetInstancesArgs,
+    registry: &Arc<Registry>,
+) -> Result<String, CliError> {
     let filter = instance_filter(&args.filter)?;
-    let client = open(&args.hub, None)?;
+    let client = open(&args.hub, registry)?;
     let page = client
         .query(&InstanceQuery {
             filter,
@@ -143,19 +152,26 @@ pub struct InstanceReasonArgs {
     pub hub: HubArgs,
 }
 
-pub async fn terminate(args: InstanceReasonArgs) -> Result<String, CliError> {
-    let client = open(&args.hub, None)?;
+pub async fn terminate(
+    args: InstanceReasonArgs,
+    registry: &Arc<Registry>,
+) -> Result<String, CliError> {
+    let client = open(&args.hub, registry)?;
     client.terminate(&args.id, args.reason).await?;
     Ok(sent(&args.id, "terminate", args.hub.output))
 }
 
-pub async fn rewind(args: InstanceReasonArgs) -> Result<String, CliError> {
-    let client = open(&args.hub, None)?;
+pub async fn rewind(
+    args: InstanceReasonArgs,
+    registry: &Arc<Registry>,
+) -> Result<String, CliError> {
+    let client = open(&args.hub, registry)?;
     client.rewind(&args.id, args.reason).await?;
     Ok(sent(&args.id, "rewind", args.hub.output))
 }
 
-/// Terminate and rewind are messages: the instance acts on them when a server runs it.
+/// Terminate and rewind are requests the instance acts on when a server runs it (a rewound
+/// instance reads Pending from the moment the request is accepted).
 fn sent(id: &str, operation: &str, format: OutputFormat) -> String {
     match format {
         OutputFormat::Json => render_json(
@@ -181,7 +197,10 @@ pub struct RaiseEventArgs {
     pub hub: HubArgs,
 }
 
-pub async fn raise_event(args: RaiseEventArgs) -> Result<String, CliError> {
+pub async fn raise_event(
+    args: RaiseEventArgs,
+    registry: &Arc<Registry>,
+) -> Result<String, CliError> {
     let data = match &args.event_data {
         Some(raw) => read_json_arg("--event-data", raw)?,
         None => serde_json::Value::Null,
@@ -189,7 +208,7 @@ pub async fn raise_event(args: RaiseEventArgs) -> Result<String, CliError> {
     let name = args
         .event_name
         .unwrap_or_else(|| format!("Event_{}", new_guid_n()));
-    let client = open(&args.hub, None)?;
+    let client = open(&args.hub, registry)?;
     client.raise_event(&args.id, &name, data).await?;
     Ok(match args.hub.output {
         OutputFormat::Json => render_json(
@@ -208,9 +227,12 @@ pub struct PurgeHistoryArgs {
     pub hub: HubArgs,
 }
 
-pub async fn purge_history(args: PurgeHistoryArgs) -> Result<String, CliError> {
+pub async fn purge_history(
+    args: PurgeHistoryArgs,
+    registry: &Arc<Registry>,
+) -> Result<String, CliError> {
     let filter = instance_filter(&args.filter)?;
-    let client = open(&args.hub, None)?;
+    let client = open(&args.hub, registry)?;
     let deleted = client.purge_by_filter(&filter).await?;
     Ok(match args.hub.output {
         OutputFormat::Json => {
@@ -233,8 +255,11 @@ pub struct DeleteTaskHubArgs {
     pub hub: HubArgs,
 }
 
-pub async fn delete_task_hub(args: DeleteTaskHubArgs) -> Result<String, CliError> {
-    let client = open(&args.hub, None)?;
+pub async fn delete_task_hub(
+    args: DeleteTaskHubArgs,
+    registry: &Arc<Registry>,
+) -> Result<String, CliError> {
+    let client = open(&args.hub, registry)?;
     let hub = client.hub().to_string();
     let count = client.count_instances(&InstanceFilter::default()).await?;
     // Only a person can answer; scripts (stdin not a terminal) pass --yes or get no prompt,

@@ -5,16 +5,24 @@
 //! spelling) and `taskhub start-new …`: one clap enum, mounted under `durable` and flattened at
 //! the top level. Each action is a small function in [`commands`] over [`crate::client::Client`];
 //! [`output`] renders results; [`CliError`] maps every failure to one line and an exit code.
+//!
+//! An application that embeds taskhub gets all of it with its own orchestrators: it parses a
+//! [`Cli`], calls [`init_logging`] and hands both to [`run`] with its [`Registry`]
+//! (`examples/embed.rs`).
 
 pub mod args;
 pub mod commands;
 pub mod error;
+mod logging;
 pub mod output;
 mod serve;
+
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 pub use error::CliError;
+pub use logging::init_logging;
 pub use serve::ServeArgs;
 
 use crate::engine::Registry;
@@ -90,30 +98,35 @@ pub enum DurableCommand {
     DeleteTaskHub(DeleteTaskHubArgs),
 }
 
-/// Runs a parsed command line. Output goes to stdout; the caller reports errors.
-/// `registry` holds the orchestrators this binary knows; start-new rejects other names.
+/// Runs a parsed command line with the orchestrators and activities of `registry`: the
+/// registry the binary was built with, whose `serve` runs them and whose `start-new` accepts
+/// only their names. An application that embeds taskhub calls this from its `main`. Output goes
+/// to stdout; the caller reports errors.
 pub async fn run(cli: Cli, registry: Registry) -> Result<(), CliError> {
     match cli.command {
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(args) => serve::serve(args, registry).await,
         Command::Durable { command } | Command::Direct(command) => {
-            let text = run_durable(command, registry).await?;
+            let text = run_durable(command, &Arc::new(registry)).await?;
             println!("{text}");
             Ok(())
         }
     }
 }
 
-async fn run_durable(command: DurableCommand, registry: Registry) -> Result<String, CliError> {
+async fn run_durable(
+    command: DurableCommand,
+    registry: &Arc<Registry>,
+) -> Result<String, CliError> {
     match command {
         DurableCommand::StartNew(a) => start_new(a, registry).await,
-        DurableCommand::GetRuntimeStatus(a) => get_runtime_status(a).await,
-        DurableCommand::GetHistory(a) => get_history(a).await,
-        DurableCommand::GetInstances(a) => get_instances(a).await,
-        DurableCommand::Terminate(a) => terminate(a).await,
-        DurableCommand::RaiseEvent(a) => raise_event(a).await,
-        DurableCommand::Rewind(a) => rewind(a).await,
-        DurableCommand::PurgeHistory(a) => purge_history(a).await,
-        DurableCommand::DeleteTaskHub(a) => delete_task_hub(a).await,
+        DurableCommand::GetRuntimeStatus(a) => get_runtime_status(a, registry).await,
+        DurableCommand::GetHistory(a) => get_history(a, registry).await,
+        DurableCommand::GetInstances(a) => get_instances(a, registry).await,
+        DurableCommand::Terminate(a) => terminate(a, registry).await,
+        DurableCommand::RaiseEvent(a) => raise_event(a, registry).await,
+        DurableCommand::Rewind(a) => rewind(a, registry).await,
+        DurableCommand::PurgeHistory(a) => purge_history(a, registry).await,
+        DurableCommand::DeleteTaskHub(a) => delete_task_hub(a, registry).await,
     }
 }
 

@@ -47,7 +47,12 @@ pub fn render_json(value: &Value, format: OutputFormat) -> String {
     text.expect("a serde_json::Value always serializes")
 }
 
-/// Text: a table, then the continuation token and how to use it. JSON:
+/// Core Tools' line, which scripts that page through `func durable get-instances` look for.
+/// Like Core Tools, it is printed on the last page too, with an empty token: that is how such
+/// scripts know they are done.
+pub const CONTINUATION_LINE: &str = "Continuation token for next set of results:";
+
+/// Text: a table, then Core Tools' continuation line ([`CONTINUATION_LINE`] `'<token>'`). JSON:
 /// `{"instances":[status objects],"continuationToken":…}`.
 pub fn render_instances(page: &Page<InstanceRecord>, format: OutputFormat) -> String {
     match format {
@@ -68,12 +73,8 @@ pub fn render_instances(page: &Page<InstanceRecord>, format: OutputFormat) -> St
             } else {
                 instances_table(&page.items)
             };
-            if let Some(token) = &page.continuation {
-                // On a line of its own, so it is easy to copy.
-                out.push_str(&format!(
-                    "\n\nContinuation token for the next page (pass it as --continuation-token):\n{token}"
-                ));
-            }
+            let token = page.continuation.as_deref().unwrap_or_default();
+            out.push_str(&format!("\n\n{CONTINUATION_LINE} '{token}'"));
             out
         }
     }
@@ -324,7 +325,7 @@ mod tests {
         assert!(lines[2].starts_with("a-much-longer-id  HelloSequence  Completed"));
         assert!(lines[1].ends_with("2018-02-28T05:18:49Z  2018-02-28T05:18:54Z"));
         assert!(
-            text.ends_with("\n\nContinuation token for the next page (pass it as --continuation-token):\ntok123"),
+            text.ends_with("\n\nContinuation token for next set of results: 'tok123'"),
             "{text}"
         );
     }
@@ -337,7 +338,7 @@ mod tests {
         };
         assert_eq!(
             render_instances(&page, OutputFormat::Text),
-            "No instances found."
+            "No instances found.\n\nContinuation token for next set of results: ''"
         );
     }
 

@@ -1,4 +1,5 @@
-//! `taskhub serve`: configuration in, server out. The server itself lives in `crate::http`.
+//! `taskhub serve`: flags and configuration file in, server out. Starting the server is
+//! [`crate::server`]'s.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use clap::Args;
 
 use super::error::CliError;
 use crate::config::Config;
-use crate::http::run_server;
+use crate::engine::Registry;
 
 #[derive(Args, Debug, Clone, PartialEq)]
 pub struct ServeArgs {
@@ -31,7 +32,8 @@ fn parse_grpc_listen(value: &str) -> Result<GrpcListen, String> {
     crate::config::parse_listen_or_off(value).map(GrpcListen)
 }
 
-pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+/// Serves `registry`'s orchestrators and activities: the binary's, not only the samples.
+pub async fn serve(args: ServeArgs, registry: Registry) -> Result<(), CliError> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
@@ -39,5 +41,5 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Some(GrpcListen(grpc)) = args.grpc_listen {
         config.grpc_listen = grpc;
     }
-    Ok(run_server(config).await?)
+    Ok(crate::server::serve(config, registry).await?)
 }

@@ -18,7 +18,8 @@ use chrono::{DateTime, Utc};
 use super::context::Action;
 use super::registry::Registry;
 use super::replay::{
-    action_event, attempt_of, completion_event, rewind_history, run_episode, EpisodeResult, Outcome,
+    action_event, attempt_of, completion_event, ended_as, rewind_history, run_episode,
+    EpisodeResult, Outcome,
 };
 use crate::model::{
     new_guid_n, EventKind, FailureDetails, HistoryEvent, InstanceId, ParentInstance, RuntimeStatus,
@@ -106,8 +107,11 @@ pub fn prepare(item: &OrchestrationWorkItem, now: DateTime<Utc>) -> Step {
         }
     }
 
+    // The history, not the row, says whether there is a failure to take back: the store turns
+    // the row Pending when it accepts a rewind (`Store::rewind`), before this message arrives.
+    // A rewind of an execution that no longer ends Failed (rewound already) is dropped.
     if let Some(rewind_event) = rewind {
-        if row.runtime_status == RuntimeStatus::Failed {
+        if ended_as(history) == Some(RuntimeStatus::Failed) {
             let rewound = rewind_history(history);
             new_events.insert(0, rewind_event.clone());
             return Step::Decide(Box::new(Episode {
@@ -121,8 +125,10 @@ pub fn prepare(item: &OrchestrationWorkItem, now: DateTime<Utc>) -> Step {
             }));
         }
     }
+    // Only the row decides that an execution is over (finished, or terminated before it
+    // started). A history that ended under a row that did not (a crash between the two writes
+    // of a checkpoint) is replayed, which writes the row it should have had.
     if row.runtime_status.is_terminal() {
-        // Finished (or terminated before it started): nothing more runs.
         return Step::Done(discard());
     }
     let starting = new_events

@@ -13,6 +13,8 @@ pub mod replay;
 mod episode_tests;
 #[cfg(test)]
 mod replay_tests;
+#[cfg(test)]
+mod rewind_episode_tests;
 
 pub use context::{ActivityContext, OrchestrationContext, RetryOptions, TaskFailure};
 pub use registry::{ActivityError, OrchestrationError, Registry};

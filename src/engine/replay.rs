@@ -446,6 +446,17 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// How this execution's history ended, if it did: its ExecutionCompleted status.
+pub fn ended_as(history: &[HistoryEvent]) -> Option<RuntimeStatus> {
+    history.iter().rev().find_map(|e| match &e.kind {
+        EventKind::ExecutionCompleted {
+            orchestration_status,
+            ..
+        } => Some(*orchestration_status),
+        _ => None,
+    })
+}
+
 /// The history a rewind continues from, and the failed sub-orchestrations to rewind with it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rewind {

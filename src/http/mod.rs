@@ -1,4 +1,6 @@
 //! The HTTP management API (`spec/http-api.md`): a thin layer over [`Client`](crate::client::Client).
+//! It builds the router and serves a listener it is given; starting a server (runtime,
+//! listeners, shutdown) is [`crate::server`]'s.
 //!
 //! Requests are first normalised ([`normalize`]: case-insensitive literal segments, trimmed
 //! slashes), then checked for the access key ([`auth`]), then routed. The management routes are
@@ -17,10 +19,8 @@ pub mod urls;
 pub mod wait;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Request};
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
@@ -311,110 +311,12 @@ pub async fn serve(
         .await
 }
 
-/// `taskhub serve`: opens the default hub (failing fast if its storage is unusable), binds,
-/// serves until SIGTERM or ctrl-c, then stops the executors.
-pub async fn run_server(config: Config) -> anyhow::Result<()> {
-    check_exposure(&config)?;
-    let runtime = Arc::new(Runtime::new(&config, crate::samples::registry()));
-    runtime
-        .client(None, None)
-        .context("cannot open the default task hub")?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let (stop, stopped) = watch::channel(false);
-    let mut grpc = None;
-    if let Some(addr) = config.grpc_listen {
-        let grpc_listener = TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot listen for gRPC on {addr} (set grpc_listen, or --grpc-listen off)")
-        })?;
-        tracing::info!(address = %grpc_listener.local_addr()?, hub = runtime.default_hub(), "serving the Durable Task gRPC endpoint");
-        let mut stopped = stopped.clone();
-        grpc = Some(tokio::spawn(crate::grpc::serve(
-            grpc_listener,
-            runtime.clone(),
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            },
-        )));
-    }
-    tracing::info!(address = %listener.local_addr()?, hub = runtime.default_hub(), "serving the management API");
-    let state = AppState::new(runtime.clone(), &config);
-    serve(listener, state, async move {
-        shutdown_signal().await;
-        stop.send_replace(true);
-    })
-    .await?;
-    if let Some(grpc) = grpc {
-        let _ = grpc.await;
-    }
-    drop(stopped);
-    tracing::info!("shutting down: stopping executors");
-    runtime.shutdown().await;
-    Ok(())
-}
-
-/// Anyone who can reach a public address could manage every instance, so listening there
-/// needs a key or an explicit opt-out.
-pub fn check_exposure(config: &Config) -> anyhow::Result<()> {
-    let public = !is_loopback(&config.listen);
-    if public && config.access_key.is_none() && !config.allow_unauthenticated_public {
-        anyhow::bail!(
-            "refusing to listen on {} without an access key: set access_key (TASKHUB_ACCESS_KEY), \
-             listen on a loopback address, or set allow_unauthenticated_public = true",
-            config.listen
-        );
-    }
-    Ok(())
-}
-
-fn is_loopback(addr: &SocketAddr) -> bool {
-    addr.ip().is_loopback()
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutdown signal received");
-}
-
 #[cfg(test)]
 mod router_tests;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn public_listen_needs_a_key() {
-        let mut c = Config {
-            listen: "0.0.0.0:7071".parse().unwrap(),
-            ..Config::default()
-        };
-        assert!(check_exposure(&c).is_err());
-        c.access_key = Some("k".into());
-        assert!(check_exposure(&c).is_ok());
-        c.access_key = None;
-        c.allow_unauthenticated_public = true;
-        assert!(check_exposure(&c).is_ok());
-        assert!(check_exposure(&Config::default()).is_ok());
-    }
 
     #[test]
     fn documented_routes_cover_both_prefixes_and_user_routes() {

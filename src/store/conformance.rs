@@ -367,6 +367,140 @@ pub async fn send_message_needs_an_instance(make: Factory) {
         .unwrap();
 }
 
+// ---- rewind ----
+
+/// Starts `id` and fails it the way an executor does: an episode that ends with a Failed
+/// ExecutionCompleted event and a Failed row.
+async fn fail_instance(store: &dyn Store, id: &str) {
+    store
+        .create_instance(new_instance(id, "N", at(0)), ReusePolicy::ReplaceTerminal)
+        .await
+        .unwrap();
+    let item = lock(store).await;
+    assert_eq!(item.instance_id, id);
+    let failed = event(EventKind::ExecutionCompleted {
+        orchestration_status: RuntimeStatus::Failed,
+        result: Some("\"boom\"".into()),
+        failure_details: None,
+    });
+    store
+        .complete_orchestration(&item, episode(&item, RuntimeStatus::Failed, vec![failed]))
+        .await
+        .unwrap();
+}
+
+fn assert_not_failed(result: Result<(), StoreError>, id: &str, status: RuntimeStatus) {
+    match result {
+        Err(StoreError::NotFailed {
+            instance_id,
+            status: actual,
+        }) => {
+            assert_eq!(instance_id, id);
+            assert_eq!(actual, status);
+        }
+        other => panic!("expected NotFailed({status}) for {id}, got {other:?}"),
+    }
+}
+
+pub async fn rewind_makes_a_failed_instance_pending_at_once(make: Factory) {
+    let store = fresh(&make, "rewind").await;
+    fail_instance(&*store, "f").await;
+    let failed = store.get_instance("f").await.unwrap().unwrap();
+    assert_eq!(failed.runtime_status, RuntimeStatus::Failed);
+    let mut changes = store.subscribe();
+
+    store.rewind("f", Some("fixed".into())).await.unwrap();
+    // The very next read says Pending: a client polling after the rewind must not stop at
+    // the Failed of before.
+    let row = store.get_instance("f").await.unwrap().unwrap();
+    assert_eq!(row.runtime_status, RuntimeStatus::Pending);
+    assert_eq!(row.execution_id, failed.execution_id);
+    assert!(row.last_updated_time >= failed.last_updated_time);
+    if let Some(rx) = changes.as_mut() {
+        wait_for_change(rx, "f").await;
+    }
+    // Accepted once: the instance is no longer Failed.
+    assert_not_failed(store.rewind("f", None).await, "f", RuntimeStatus::Pending);
+
+    // The executor gets one message that asks for the rewind, with its reason.
+    let item = lock(&*store).await;
+    assert_eq!(item.instance_id, "f");
+    assert_eq!(
+        item.instance.as_ref().map(|r| r.runtime_status),
+        Some(RuntimeStatus::Pending)
+    );
+    assert_eq!(item.messages.len(), 1, "{:?}", item.messages);
+    match &item.messages[0].event.kind {
+        EventKind::ExecutionRewound { reason } | EventKind::GenericEvent { data: reason } => {
+            assert_eq!(reason.as_deref(), Some("fixed"))
+        }
+        other => panic!("expected a rewind message, got {other:?}"),
+    }
+    // Its episode runs the instance on to completion.
+    store
+        .complete_orchestration(&item, episode(&item, RuntimeStatus::Completed, vec![]))
+        .await
+        .unwrap();
+    let row = store.get_instance("f").await.unwrap().unwrap();
+    assert_eq!(row.runtime_status, RuntimeStatus::Completed);
+    assert_not_failed(store.rewind("f", None).await, "f", RuntimeStatus::Completed);
+    lock_none(&*store, Duration::from_millis(200)).await;
+}
+
+pub async fn rewind_refuses_what_is_not_failed(make: Factory) {
+    let store = fresh(&make, "norewind").await;
+    match store.rewind("ghost", None).await {
+        Err(StoreError::NotFound(id)) => assert_eq!(id, "ghost"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert_eq!(store.get_instance("ghost").await.unwrap(), None);
+
+    for id in ["running", "done"] {
+        store
+            .create_instance(new_instance(id, "N", at(0)), ReusePolicy::ReplaceTerminal)
+            .await
+            .unwrap();
+    }
+    run_to(
+        &*store,
+        &HashMap::from([
+            ("running".into(), RuntimeStatus::Running),
+            ("done".into(), RuntimeStatus::Completed),
+        ]),
+    )
+    .await;
+    store
+        .create_instance(
+            new_instance("pending", "N", at(0)),
+            ReusePolicy::ReplaceTerminal,
+        )
+        .await
+        .unwrap();
+    for (id, status) in [
+        ("pending", RuntimeStatus::Pending),
+        ("running", RuntimeStatus::Running),
+        ("done", RuntimeStatus::Completed),
+    ] {
+        let before = store.get_instance(id).await.unwrap().unwrap();
+        assert_not_failed(store.rewind(id, None).await, id, status);
+        assert_eq!(store.get_instance(id).await.unwrap().unwrap(), before);
+    }
+    // Nothing was queued: the only work is the Pending instance's own start.
+    let item = lock(&*store).await;
+    assert_eq!(item.instance_id, "pending");
+    assert_eq!(
+        event_types(
+            &item
+                .messages
+                .iter()
+                .map(|m| m.event.clone())
+                .collect::<Vec<_>>()
+        ),
+        [EventType::ExecutionStarted]
+    );
+    lock_none(&*store, Duration::from_millis(300)).await;
+}
+
 // ---- execution ----
 
 pub async fn lock_delivers_start_and_history(make: Factory) {
@@ -1446,6 +1580,8 @@ pub async fn run_all(make: Factory) {
     create_and_get(make.clone()).await;
     reuse_policies(make.clone()).await;
     send_message_needs_an_instance(make.clone()).await;
+    rewind_makes_a_failed_instance_pending_at_once(make.clone()).await;
+    rewind_refuses_what_is_not_failed(make.clone()).await;
     lock_delivers_start_and_history(make.clone()).await;
     complete_writes_history_and_row(make.clone()).await;
     continue_as_new_replaces_history(make.clone()).await;
@@ -1476,6 +1612,8 @@ macro_rules! store_conformance_tests {
             create_and_get,
             reuse_policies,
             send_message_needs_an_instance,
+            rewind_makes_a_failed_instance_pending_at_once,
+            rewind_refuses_what_is_not_failed,
             lock_delivers_start_and_history,
             complete_writes_history_and_row,
             continue_as_new_replaces_history,

@@ -2,7 +2,7 @@
 //!
 //! A [`Store`] is one task hub in one storage account or file. It has two halves, like the Durable
 //! Task Framework's `IOrchestrationServiceClient` / `IOrchestrationService`:
-//! - management: create, status, history, query, send message, purge, delete hub;
+//! - management: create, status, history, query, send message, rewind, purge, delete hub;
 //! - execution: lock / complete / abandon orchestration work items and activity work items.
 //!
 //! plus change notification so that waiters wake when an instance changes.
@@ -30,6 +30,12 @@ pub enum StoreError {
     NotFound(String),
     #[error("an instance with id '{instance_id}' already exists and is {status}")]
     AlreadyExists {
+        instance_id: String,
+        status: RuntimeStatus,
+    },
+    /// Only a Failed instance can be rewound.
+    #[error("the instance '{instance_id}' is {status}, not Failed")]
+    NotFailed {
         instance_id: String,
         status: RuntimeStatus,
     },
@@ -292,7 +298,23 @@ pub trait Store: Send + Sync + 'static {
     async fn query_instances(&self, query: &InstanceQuery) -> StoreResult<Page<InstanceRecord>>;
 
     /// Enqueues a message for an existing instance; [`StoreError::NotFound`] otherwise.
+    /// Rewinds do not come this way: they change the row too, see [`rewind`](Self::rewind).
     async fn send_message(&self, message: OrchestrationMessage) -> StoreResult<()>;
+
+    /// Accepts a rewind of a Failed instance, as DurableTask.AzureStorage's
+    /// `RewindHistoryAsync` does: the row becomes Pending and the instance is sent the message
+    /// that makes its executor run the failed work again, so a status read right after this
+    /// returns Pending, never the Failed of before. `reason` travels with the message.
+    ///
+    /// The status check and the write are one step: nothing (a purge, a restart, a second
+    /// rewind) can come between them, so a rewind never revives an instance it did not see
+    /// Failed. [`StoreError::NotFound`] for an unknown instance, [`StoreError::NotFailed`] for
+    /// one in any other status; in both cases nothing is written.
+    ///
+    /// What the message is differs by layout, and the engine handles both: `ExecutionRewound`
+    /// with the history left as it is (the engine edits it when the message arrives), or, in
+    /// the Azure Storage layout, DTFx's in-place history edit followed by a `GenericEvent`.
+    async fn rewind(&self, id: &str, reason: Option<String>) -> StoreResult<()>;
 
     /// Deletes one instance with its history and pending messages. Returns how many instances
     /// were deleted (0 or 1).

@@ -68,7 +68,8 @@ pub async fn finish(client: &Client, id: &str, secs: u64) -> InstanceRecord {
     status
 }
 
-/// Polls until `check` holds for the status, failing the test after `secs`.
+/// Polls until `check` holds for the status, failing the test after `secs`, also when the
+/// instance never appears.
 pub async fn until(
     client: &Client,
     id: &str,
@@ -77,13 +78,12 @@ pub async fn until(
 ) -> InstanceRecord {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
-        if let Some(s) = client.try_status(id).await.unwrap() {
-            if check(&s) {
-                return s;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("condition not reached for {id} in {secs}s: {s:?}");
-            }
+        let status = client.try_status(id).await.unwrap();
+        match status {
+            Some(s) if check(&s) => return s,
+            _ if tokio::time::Instant::now() < deadline => {}
+            Some(s) => panic!("condition not reached for {id} in {secs}s: {s:?}"),
+            None => panic!("{id} never appeared in {secs}s"),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

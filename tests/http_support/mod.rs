@@ -1,4 +1,5 @@
-//! `spawn_app()`: the real server on 127.0.0.1:0 over a fresh SQLite file, spoken to over HTTP.
+//! `spawn_app()`: the real server (`taskhub serve`'s start-up) on 127.0.0.1:0 over a fresh SQLite
+//! file, spoken to over HTTP.
 //! `spawn_on(Backend::Azure, ..)`: the same server on Azurite, in a task hub of its own.
 //! Nothing reads or writes the process environment, so tests run in parallel.
 
@@ -10,9 +11,10 @@ use std::time::Duration;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use taskhub::config::{Config, ExecutorConfig};
-use taskhub::http::{serve, AppState, V1_PREFIX, V2_PREFIX};
+use taskhub::http::{V1_PREFIX, V2_PREFIX};
 use taskhub::runtime::Runtime;
 use taskhub::samples;
+use taskhub::server::{Listeners, Server};
 use taskhub::storage::Storage;
 use tokio::sync::oneshot;
 
@@ -69,7 +71,10 @@ pub struct TestApp {
     /// The default task hub (fresh per server on Azure).
     pub hub: String,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    config: Config,
+    /// Opens the server's storage again, as another process on the same store would.
+    storage: Arc<dyn Fn() -> Storage + Send + Sync>,
     _dir: tempfile::TempDir,
 }
 
@@ -110,22 +115,28 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
     };
     configure(&mut config);
     let other = format!("sqlite:{}", dir.path().join("other.db").display());
-    let setting = config.connection_setting.clone();
-    let storage = Storage::with_env(
-        &config.connection_setting,
-        &config.sqlite_path,
-        move |name| match name {
-            "Other" => Some(other.clone()),
-            n if n == setting => default_conn.clone(),
-            _ => None,
-        },
-    );
-    let runtime = Arc::new(Runtime::with_storage(&config, samples::registry(), storage));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let storage: Arc<dyn Fn() -> Storage + Send + Sync> = {
+        let (setting, sqlite) = (
+            config.connection_setting.clone(),
+            config.sqlite_path.clone(),
+        );
+        Arc::new(move || {
+            let (other, setting2, default_conn) =
+                (other.clone(), setting.clone(), default_conn.clone());
+            Storage::with_env(&setting, &sqlite, move |name| match name {
+                "Other" => Some(other.clone()),
+                n if n == setting2 => default_conn.clone(),
+                _ => None,
+            })
+        })
+    };
+    // The start-up `taskhub serve` runs, on a free port.
+    let server = Server::with_storage(config.clone(), samples::registry(), storage()).unwrap();
+    let runtime = server.runtime().clone();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", http.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();
-    let state = AppState::new(runtime.clone(), &config);
-    let server = tokio::spawn(serve(listener, state, async move {
+    let server = tokio::spawn(server.run(Listeners { http, grpc: None }, async move {
         let _ = rx.await;
     }));
     TestApp {
@@ -135,6 +146,8 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
         hub: config.task_hub.clone(),
         shutdown: Some(tx),
         server: Some(server),
+        config,
+        storage,
         _dir: dir,
     }
 }
@@ -182,20 +195,21 @@ impl TestApp {
             .to_string()
     }
 
-    /// Polls the status until `check` holds; panics after `secs`.
+    /// Polls the status until `check` holds; panics after `secs`, also when the instance never
+    /// appears.
     pub async fn until(&self, id: &str, secs: u64, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let r = self.get(&self.v2(&format!("/instances/{id}"))).await;
-            if r.status() != StatusCode::NOT_FOUND {
-                let v: Value = r.json().await.unwrap();
-                if check(&v) {
-                    return v;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "condition not reached for {id} in {secs}s: {v}"
-                );
+            let status = match r.status() {
+                StatusCode::NOT_FOUND => None,
+                _ => Some(r.json::<Value>().await.unwrap()),
+            };
+            match status {
+                Some(v) if check(&v) => return v,
+                _ if tokio::time::Instant::now() < deadline => {}
+                Some(v) => panic!("condition not reached for {id} in {secs}s: {v}"),
+                None => panic!("{id} never appeared in {secs}s"),
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -203,6 +217,17 @@ impl TestApp {
 
     pub async fn until_status(&self, id: &str, status: &str) -> Value {
         self.until(id, 20, |v| v["runtimeStatus"] == status).await
+    }
+
+    /// An executor with the samples on the server's store, as another process would run it:
+    /// for a server started with its executor off, so that a test decides when instances run.
+    /// Stop it with [`Runtime::shutdown`], then drop it.
+    pub fn executor(&self) -> Runtime {
+        let mut config = self.config.clone();
+        config.executor.enabled = true;
+        let runtime = Runtime::with_storage(&config, samples::registry(), (self.storage)());
+        runtime.client(None, None).unwrap();
+        runtime
     }
 
     /// Stops the server gracefully and waits for it.

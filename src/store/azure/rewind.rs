@@ -3,21 +3,36 @@
 //! Instances row goes back to Pending, and each leaf instance gets a `GenericEvent` message that
 //! makes its worker replay the edited history. Not `ExecutionRewound`: a DTFx worker on this
 //! provider would discard that message.
+//!
+//! Tables have no transaction across rows, so "only a Failed instance, checked and changed in
+//! one step" is kept with the row's ETag: the Pending write is conditional on the row being the
+//! one the status check read.
 
 use chrono::Utc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::entities::{get_i32, get_str, set_str, set_time, strip_metadata, Entity};
+use super::entities::{
+    get_i32, get_str, record_from_row, set_str, set_time, strip_metadata, Entity,
+};
 use super::hub::Hub;
 use super::keys::{escape_partition_key, odata_str, SENTINEL_ROW_KEY};
 use super::tables::row_etag;
 use crate::model::{EventKind, HistoryEvent, RuntimeStatus};
 use crate::store::{OrchestrationMessage, StoreError, StoreResult};
 
+/// [`Store::rewind`](crate::store::Store::rewind) on this layout.
 pub async fn rewind(hub: &Hub, instance_id: &str, reason: Option<String>) -> StoreResult<()> {
+    let row = hub.read_row(instance_id).await?;
+    refuse_unless_failed(instance_id, row.as_ref())?;
+    let if_match = row.as_ref().and_then(row_etag);
     let mut leaves = Vec::new();
-    rewind_instance(hub, instance_id.to_string(), &mut leaves).await?;
+    if let Err(e) = rewind_instance(hub, instance_id.to_string(), if_match, &mut leaves).await {
+        // A purge, restart or other rewind that raced this one explains the failure (a 404 or
+        // 412 on some row) better than the storage error does.
+        refuse_unless_failed(instance_id, hub.read_row(instance_id).await?.as_ref())?;
+        return Err(e);
+    }
     for leaf in leaves {
         let m = OrchestrationMessage {
             instance_id: leaf,
@@ -32,9 +47,23 @@ pub async fn rewind(hub: &Hub, instance_id: &str, reason: Option<String>) -> Sto
     Ok(())
 }
 
+fn refuse_unless_failed(instance_id: &str, row: Option<&Entity>) -> StoreResult<()> {
+    let row = row.ok_or_else(|| StoreError::NotFound(instance_id.to_string()))?;
+    match record_from_row(row).runtime_status {
+        RuntimeStatus::Failed => Ok(()),
+        status => Err(StoreError::NotFailed {
+            instance_id: instance_id.to_string(),
+            status,
+        }),
+    }
+}
+
+/// `if_match`: the ETag the root's Pending write is conditional on (`None` for the children,
+/// which are rewound because their parent is).
 fn rewind_instance<'a>(
     hub: &'a Hub,
     instance_id: String,
+    if_match: Option<String>,
     leaves: &'a mut Vec<String>,
 ) -> BoxFuture<'a, StoreResult<()>> {
     async move {
@@ -86,7 +115,7 @@ fn rewind_instance<'a>(
                         let child = get_str(&c, "InstanceId");
                         replace(hub, c, "Rewound: SubOrchestrationInstanceCreated", false).await?;
                         if let Some(child) = child {
-                            rewind_instance(hub, child, leaves).await?;
+                            rewind_instance(hub, child, None, leaves).await?;
                         }
                     }
                 }
@@ -100,7 +129,9 @@ fn rewind_instance<'a>(
         set_str(&mut status, "RowKey", "");
         set_str(&mut status, "RuntimeStatus", RuntimeStatus::Pending.as_str());
         set_time(&mut status, "LastUpdatedTime", Utc::now());
-        hub.instances.update(&status, None, true).await?;
+        hub.instances
+            .update(&status, if_match.as_deref(), true)
+            .await?;
         // 4. Only instances without failed children are woken; parents wait for their children.
         if !has_failed_children {
             leaves.push(instance_id);

@@ -494,10 +494,11 @@ impl Store for AzureStore {
         if self.hub.read_row(&m.instance_id).await?.is_none() {
             return Err(StoreError::NotFound(m.instance_id));
         }
-        if let EventKind::ExecutionRewound { reason } = &m.event.kind {
-            return rewind::rewind(&self.hub, &m.instance_id, reason.clone()).await;
-        }
         self.hub.enqueue(&m, None, false).await.map(|_| ())
+    }
+
+    async fn rewind(&self, id: &str, reason: Option<String>) -> StoreResult<()> {
+        rewind::rewind(&self.hub, id, reason).await
     }
 
     async fn purge_instance(&self, id: &str) -> StoreResult<u64> {

@@ -35,7 +35,7 @@ use self::lease::LeaseGate;
 use self::reads::ReadPool;
 use self::writer::Writer;
 use self::writes::{PreparedMessage, PreparedStart};
-use crate::model::HistoryEvent;
+use crate::model::{EventKind, HistoryEvent};
 use crate::store::{
     ActivityWorkItem, HistoryWrite, InstanceFilter, InstanceQuery, InstanceRecord, NewInstance,
     OrchestrationCommit, OrchestrationMessage, OrchestrationWorkItem, Page, PurgeResult,
@@ -328,6 +328,33 @@ impl Store for SqliteStore {
             let message_id = writes::insert_message(conn, &hub, &prepared)?;
             let effects = Effects {
                 messages: vec![(message_id, prepared.message)],
+                ..Effects::default()
+            };
+            Ok(((), effects))
+        })
+        .await
+    }
+
+    async fn rewind(&self, id: &str, reason: Option<String>) -> StoreResult<()> {
+        let prepared = PreparedMessage::new(OrchestrationMessage {
+            instance_id: id.to_owned(),
+            execution_id: None,
+            event: HistoryEvent::unscheduled(EventKind::ExecutionRewound { reason }),
+            visible_at: None,
+        })?;
+        let hub = self.hub.clone();
+        // One job, so one transaction: the row turns Pending if and only if the message that
+        // rewinds it is queued.
+        self.write_effects(move |conn| {
+            let id = prepared.message.instance_id.as_str();
+            writes::pending_again_if_failed(conn, &hub, id, Utc::now())?;
+            let message_id = writes::insert_message(conn, &hub, &prepared)?;
+            let id: Arc<str> = Arc::from(id);
+            let effects = Effects {
+                // The next work item must read the Pending row, not a remembered one.
+                cache_evict: vec![id.clone()],
+                messages: vec![(message_id, prepared.message)],
+                changed: vec![id],
                 ..Effects::default()
             };
             Ok(((), effects))

@@ -124,6 +124,42 @@ pub(super) fn instance_status(
         .transpose()
 }
 
+/// A rewind's row change: a Failed instance becomes Pending (its output and completion time
+/// stay, as DTFx's merge leaves them). The status test is part of the UPDATE, inside the
+/// writer's transaction, so no other write (a purge, a restart) can come between the two.
+pub(super) fn pending_again_if_failed(
+    conn: &Connection,
+    hub: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE instances SET status = ?1, last_updated_time = ?2 \
+             WHERE hub = ?3 AND instance_id = ?4 AND status = ?5",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                RuntimeStatus::Pending.as_i32(),
+                to_micros(now),
+                hub,
+                id,
+                RuntimeStatus::Failed.as_i32()
+            ])
+        })
+        .map_err(backend)?;
+    if changed == 1 {
+        return Ok(());
+    }
+    Err(match instance_status(conn, hub, id)? {
+        None => StoreError::NotFound(id.to_owned()),
+        Some(status) => StoreError::NotFailed {
+            instance_id: id.to_owned(),
+            status,
+        },
+    })
+}
+
 /// Replaces whatever the instance was with a new Pending execution; returns the start
 /// message's id.
 pub(super) fn start_instance(conn: &Connection, hub: &str, p: &PreparedStart) -> StoreResult<i64> {
