@@ -136,6 +136,10 @@ struct Worker {
 
 #[derive(Default)]
 struct State {
+    /// Tokens are this process's prefix and a counter: unique within the process, and a token
+    /// handed out by an earlier process (a worker answering across a restart) never matches.
+    token_prefix: String,
+    next_token: u64,
     next_worker: u64,
     workers: HashMap<WorkerId, Worker>,
     waiting_orchestrations: VecDeque<WaitingOrchestration>,
@@ -160,6 +164,17 @@ impl std::fmt::Debug for RemoteWork {
         f.debug_struct("RemoteWork")
             .field("hub", &self.store.hub())
             .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// Short, because every work item and every answer carries one.
+    fn new_token(&mut self) -> String {
+        if self.token_prefix.is_empty() {
+            self.token_prefix = new_guid_n()[..8].to_string();
+        }
+        self.next_token += 1;
+        format!("{}-{:x}", self.token_prefix, self.next_token)
     }
 }
 
@@ -315,7 +330,7 @@ impl RemoteWork {
                 found.and_then(|i| state.waiting_orchestrations.remove(i))
             {
                 w.orchestrations += 1;
-                let token = new_guid_n();
+                let token = state.new_token();
                 state.held_orchestrations.insert(
                     token.clone(),
                     HeldOrchestration {
@@ -336,7 +351,7 @@ impl RemoteWork {
                 .position(|a| w.spec.takes_activity(&a.request.name));
             if let Some(item) = found.and_then(|i| state.waiting_activities.remove(i)) {
                 w.activities += 1;
-                let token = new_guid_n();
+                let token = state.new_token();
                 let r = &item.request;
                 let assignment = Assignment::Activity {
                     token: token.clone(),
