@@ -372,14 +372,8 @@ impl Client {
 
     /// Deletes every instance that matches, in batches. Returns how many were deleted.
     pub async fn purge_by_filter(&self, filter: &InstanceFilter) -> ClientResult<u64> {
-        let mut total = 0;
-        loop {
-            let step = self.store.purge_instances(filter, PURGE_BATCH).await?;
-            total += step.instances_deleted;
-            if step.complete {
-                return Ok(total);
-            }
-        }
+        let (deleted, _complete) = self.purge_by_filter_until(filter, None).await?;
+        Ok(deleted)
     }
 
     /// How many instances match. Pages through the query, so it costs a scan; the command line
