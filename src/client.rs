@@ -79,6 +79,9 @@ pub type ClientResult<T> = Result<T, ClientError>;
 /// How many instances one bulk-purge step deletes before it yields to other writers.
 const PURGE_BATCH: usize = 500;
 
+/// "No deadline" for waits: far enough, and still a valid instant.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Page size used when counting instances.
 const COUNT_PAGE: usize = 1000;
 
@@ -489,7 +492,10 @@ impl Client {
         poll_interval: Duration,
         reached: impl Fn(&InstanceRecord) -> bool,
     ) -> ClientResult<Option<InstanceRecord>> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // A deadline past the clock's range waits for good rather than panicking.
+        let deadline = tokio::time::Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| tokio::time::Instant::now() + FOREVER);
         // Subscribe before reading, so a change between the read and the wait is not missed.
         let mut changes = self.store.subscribe();
         loop {

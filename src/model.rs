@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 /// An instance id that has been checked once, at the edge, and cannot hold an invalid value.
 ///
 /// Rules are Durable Functions': non-empty, at most 256 characters, no `/ \ # ?`, no control
-/// characters, and not starting with `@` (that prefix is reserved for entities).
+/// characters, and not starting with `@` (that prefix is reserved for entities); and not `.` or
+/// `..`, which no URL can address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct InstanceId(String);
@@ -29,6 +30,13 @@ impl InstanceId {
                 "instance id must be at most {} characters long",
                 Self::MAX_LEN
             )));
+        }
+        if raw == "." || raw == ".." {
+            // Every HTTP client rewrites `/instances/..` to its parent path, so such an
+            // instance could never be addressed again.
+            return Err(InvalidInstanceId(
+                "instance id must not be '.' or '..' (URLs cannot address them)".into(),
+            ));
         }
         if raw.starts_with('@') {
             return Err(InvalidInstanceId(
@@ -524,7 +532,9 @@ mod tests {
     #[test]
     fn instance_id_rules() {
         assert!(InstanceId::parse("abc def").is_ok());
-        for bad in ["", "  ", "a/b", "a\\b", "a#b", "a?b", "@x@y", "a\u{1}b"] {
+        for bad in [
+            "", "  ", "a/b", "a\\b", "a#b", "a?b", "@x@y", "a\u{1}b", ".", "..",
+        ] {
             assert!(
                 InstanceId::parse(bad).is_err(),
                 "{bad:?} should be rejected"

@@ -147,9 +147,23 @@ fn keep_first_error(result: &mut anyhow::Result<()>, ended: Result<anyhow::Resul
     }
 }
 
+/// The shortest access key a server accepts: a key is the only thing between the network and
+/// every instance, so it must not be guessable.
+const MIN_KEY_CHARS: usize = 16;
+
 /// Anyone who can reach a public address could manage every instance, so listening there
-/// needs a key or an explicit opt-out.
+/// needs a key or an explicit opt-out. A key that is set must be a real one: an empty
+/// `access_key = ""` once counted as "a key" here and then as none when requests were checked.
 fn check_exposure(config: &Config) -> anyhow::Result<()> {
+    if let Some(key) = &config.access_key {
+        let chars = key.trim().chars().count();
+        if chars < MIN_KEY_CHARS {
+            anyhow::bail!(
+                "access_key is {chars} characters long; use at least {MIN_KEY_CHARS} (a random \
+                 string), or remove the setting to run without a key"
+            );
+        }
+    }
     let public = !is_loopback(&config.listen);
     if public && config.access_key.is_none() && !config.allow_unauthenticated_public {
         anyhow::bail!(
@@ -209,12 +223,34 @@ mod tests {
             ..Config::default()
         };
         assert!(check_exposure(&c).is_err());
-        c.access_key = Some("k".into());
+        c.access_key = Some("a-long-enough-random-key".into());
         assert!(check_exposure(&c).is_ok());
         c.access_key = None;
         c.allow_unauthenticated_public = true;
         assert!(check_exposure(&c).is_ok());
         assert!(check_exposure(&Config::default()).is_ok());
+    }
+
+    #[test]
+    fn an_empty_or_short_key_is_refused_wherever_it_listens() {
+        for key in ["", "   ", "short-key"] {
+            for listen in ["127.0.0.1:7071", "0.0.0.0:7071"] {
+                let c = Config {
+                    listen: listen.parse().unwrap(),
+                    access_key: Some(key.into()),
+                    ..Config::default()
+                };
+                let refused = check_exposure(&c).unwrap_err().to_string();
+                assert!(
+                    refused.contains("at least 16"),
+                    "{key:?} on {listen}: {refused}"
+                );
+                assert!(
+                    key.is_empty() || !refused.contains(key),
+                    "the key is never echoed"
+                );
+            }
+        }
     }
 
     #[test]

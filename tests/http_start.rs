@@ -157,6 +157,17 @@ async fn bad_starts_are_400_and_start_nothing(backend: Backend) {
             "",
             "'timeout' parameter",
         ),
+        // Once overflowed the clock and panicked, after the instance had started.
+        (
+            app.v2("/orchestrators/HelloSequence/huge?timeout=9300000000000000000"),
+            "",
+            "'timeout' parameter",
+        ),
+        (
+            app.url("/api/orchestrators/HelloSequence/wait?timeout=9300000000000000000"),
+            "",
+            "'timeout' parameter",
+        ),
     ];
     for (url, body, expected) in cases {
         let r = app.http.post(&url).body(body).send().await.unwrap();

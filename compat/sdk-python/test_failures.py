@@ -40,6 +40,8 @@ def test_malformed_requests_get_grpc_errors_that_say_what_was_wrong(lone):
     stub.Hello(empty_pb2.Empty())
     code, why = code_of(stub.StartInstance, pb.CreateInstanceRequest(name="echo", instanceId="a/b"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "instanceId" in why
+    code, why = code_of(stub.StartInstance, pb.CreateInstanceRequest(name="echo", instanceId=".."))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "'..'" in why
     code, why = code_of(stub.StartInstance, pb.CreateInstanceRequest(name=""))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "name" in why
     stub.StartInstance(pb.CreateInstanceRequest(name="echo", instanceId="twice"))

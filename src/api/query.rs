@@ -21,6 +21,10 @@ pub struct QueryString {
     pairs: Vec<(String, String)>,
 }
 
+/// The longest wait or interval a query may ask for, in seconds: one day. Longer waits belong
+/// to a client that polls, and this keeps every deadline far from the clock's limits.
+pub const MAX_SECONDS: f64 = 86_400.0;
+
 impl QueryString {
     pub fn parse(raw: Option<&str>) -> Self {
         let pairs = raw
@@ -77,12 +81,12 @@ impl QueryString {
         };
         v.parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s <= MAX_SECONDS)
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .map(Some)
             .ok_or_else(|| {
                 QueryError(format!(
-                    "The '{name}' parameter must be a non-negative number of seconds, such as 0.5; got '{v}'."
+                    "The '{name}' parameter must be a number of seconds from 0 to {MAX_SECONDS}, such as 0.5; got '{v}'."
                 ))
             })
     }
@@ -221,6 +225,13 @@ mod tests {
         assert_eq!(q.seconds("e").unwrap(), None);
         assert_eq!(q.seconds("absent").unwrap(), None);
         assert!(QueryString::parse(Some("t=1e300")).seconds("t").is_err());
+        // Past a day is refused before anything acts on it (a huge wait once overflowed the
+        // clock and panicked after the instance had started).
+        assert!(QueryString::parse(Some("t=86400")).seconds("t").is_ok());
+        let huge = QueryString::parse(Some("timeout=9300000000000000000"))
+            .seconds("timeout")
+            .unwrap_err();
+        assert!(huge.0.contains("'timeout'"), "{}", huge.0);
     }
 
     #[test]
