@@ -23,6 +23,10 @@ pub struct Config {
     pub task_hub: String,
     /// Name of the environment variable that holds the default connection string.
     pub connection_setting: String,
+    /// Further connection settings a request may name with `connection=` (the default one is
+    /// always offered). Any other name is refused: a request must not open whatever database
+    /// an environment variable of the server happens to point at.
+    pub connections: Vec<String>,
     /// Access key every HTTP request must carry (`code=` or `x-functions-key`), if set.
     pub access_key: Option<String>,
     /// Allow listening on a non-loopback address without an access key.
@@ -53,6 +57,7 @@ impl Default for Config {
             grpc_listen: Some(SocketAddr::from(([127, 0, 0, 1], 4001))),
             task_hub: DEFAULT_HUB.into(),
             connection_setting: DEFAULT_CONNECTION_SETTING.into(),
+            connections: Vec::new(),
             access_key: None,
             allow_unauthenticated_public: false,
             use_forwarded_host: false,
@@ -137,6 +142,14 @@ impl Config {
         }
         if let Some(v) = get("TASKHUB_CONNECTION_SETTING") {
             self.connection_setting = v;
+        }
+        if let Some(v) = get("TASKHUB_CONNECTIONS") {
+            self.connections = v
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect();
         }
         if let Some(v) = get("TASKHUB_ACCESS_KEY") {
             self.access_key = Some(v).filter(|k| !k.is_empty());

@@ -18,6 +18,8 @@ pub struct Runtime {
     registry: Arc<Registry>,
     default_hub: String,
     executor: Option<ExecutorOptions>,
+    /// The connection settings a request may name: the default and `connections`.
+    offered: Vec<String>,
     /// Whether names this process has not registered go to remote (gRPC) workers.
     remote_workers: bool,
     /// Running executors, keyed by the address of the store they drive.
@@ -49,6 +51,9 @@ impl Runtime {
             registry: Arc::new(registry),
             default_hub: config.task_hub.clone(),
             executor,
+            offered: std::iter::once(config.connection_setting.clone())
+                .chain(config.connections.iter().cloned())
+                .collect(),
             remote_workers: config.grpc_listen.is_some(),
             executors: Mutex::new(HashMap::new()),
         }
@@ -79,6 +84,9 @@ impl Runtime {
         connection: Option<&str>,
         hub: Option<&str>,
     ) -> Result<(Client, Option<Arc<RemoteWork>>), StorageError> {
+        if let Some(name) = connection {
+            self.check_offered(name)?;
+        }
         let hub = hub.unwrap_or(&self.default_hub);
         let store = self.storage.open(connection, hub)?;
         let mut remote = None;
@@ -106,6 +114,21 @@ impl Runtime {
         }
         let client = Client::new(store, Some(self.registry.clone())).with_remote(remote.clone());
         Ok((client, remote))
+    }
+
+    /// A request may name only the connection settings this server offers. `Storage` is
+    /// Durable Functions' alias of `AzureWebJobsStorage`.
+    fn check_offered(&self, name: &str) -> Result<(), StorageError> {
+        let canonical = if name.eq_ignore_ascii_case("Storage") {
+            crate::config::DEFAULT_CONNECTION_SETTING
+        } else {
+            name
+        };
+        if self.offered.iter().any(|o| o == canonical) {
+            Ok(())
+        } else {
+            Err(StorageError::NotOffered(name.to_string()))
+        }
     }
 
     /// Stops every executor, letting in-flight work items finish.

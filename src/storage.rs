@@ -20,6 +20,10 @@ pub enum StorageSpec {
 pub enum StorageError {
     #[error("the connection setting '{0}' is not defined (set an environment variable of that name to a connection string)")]
     UnknownConnection(String),
+    /// A request named a connection setting the server does not offer. One answer for every such
+    /// name, defined or not, so that it reveals nothing about the server's environment.
+    #[error("the connection setting '{0}' is not one this server offers (a request may name the default connection setting, or one listed in the server's `connections` setting)")]
+    NotOffered(String),
     #[error("the connection string in '{setting}' is not valid: {message}")]
     InvalidConnectionString { setting: String, message: String },
     #[error("Azure Storage connection strings are not supported by this build (built without the 'azure' feature)")]

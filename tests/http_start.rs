@@ -314,7 +314,7 @@ async fn user_level_sample_routes(backend: Backend) {
 
 #[tokio::test]
 async fn task_hub_and_connection_select_where_instances_live() {
-    let app = spawn_app().await;
+    let app = spawn_with(|c| c.connections = vec!["Other".into()]).await;
     let r = app
         .post(&app.v2("/orchestrators/HelloSequence/h1?taskHub=OtherHub&connection=Other"))
         .await;
@@ -338,9 +338,44 @@ async fn task_hub_and_connection_select_where_instances_live() {
     assert!(json_body(r).await["ExceptionMessage"]
         .as_str()
         .unwrap()
-        .contains("'Missing' is not defined"));
+        .contains("'Missing' is not one this server offers"));
     let r = app.get(&app.v2("/instances?taskHub=bad-name")).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// `?connection=` once opened whatever an environment variable of the server named (another
+/// application's database included). Only the configured settings are offered, and every other
+/// name gets the same answer, defined or not, so the answer reveals nothing.
+#[tokio::test]
+async fn a_request_cannot_name_a_connection_the_server_does_not_offer() {
+    let app = spawn_app().await;
+    let defined_but_not_offered = app.get(&app.v2("/instances?connection=Other")).await;
+    let undefined = app.get(&app.v2("/instances?connection=Missing")).await;
+    assert_eq!(defined_but_not_offered.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(undefined.status(), StatusCode::BAD_REQUEST);
+    let a = json_body(defined_but_not_offered).await;
+    let b = json_body(undefined).await;
+    assert_eq!(
+        a["ExceptionMessage"]
+            .as_str()
+            .unwrap()
+            .replace("Other", "X"),
+        b["ExceptionMessage"]
+            .as_str()
+            .unwrap()
+            .replace("Missing", "X"),
+    );
+    let started = app
+        .post(&app.v2("/orchestrators/HelloSequence/x?connection=Other"))
+        .await;
+    assert_eq!(started.status(), StatusCode::BAD_REQUEST);
+    // The default connection is always offered, by name and by Durable Functions' alias.
+    for name in ["AzureWebJobsStorage", "Storage"] {
+        let r = app
+            .get(&app.v2(&format!("/instances?connection={name}")))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{name}");
+    }
 }
 
 #[tokio::test]

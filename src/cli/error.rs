@@ -49,7 +49,7 @@ impl CliError {
                 | ClientError::PreconditionFailed(_) => exit::WRONG_STATE,
                 ClientError::Store(_) => exit::FAILURE,
             },
-            CliError::Storage(StorageError::UnknownConnection(_))
+            CliError::Storage(StorageError::UnknownConnection(_) | StorageError::NotOffered(_))
             | CliError::Storage(StorageError::InvalidConnectionString { .. }) => exit::USAGE,
             CliError::Storage(_) | CliError::Config(_) | CliError::Declined(_) => exit::FAILURE,
             CliError::Other(_) => exit::FAILURE,

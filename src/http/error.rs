@@ -68,6 +68,7 @@ impl From<StorageError> for ApiError {
         match e {
             // The caller picked the connection (query `connection=`), so a bad pick is theirs.
             StorageError::UnknownConnection(_)
+            | StorageError::NotOffered(_)
             | StorageError::InvalidConnectionString { .. }
             | StorageError::AzureNotSupported => Self::BadRequest(ErrorBody::new(
                 "The connection named in the request cannot be used.",
