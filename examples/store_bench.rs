@@ -60,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
                         created_time: Utc::now(),
                         scheduled_start_time: None,
                         parent: None,
+                        tags: Default::default(),
                     };
                     store.create_instance(new, ReusePolicy::ReplaceAny).await?;
                 }
@@ -137,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
                             last_updated_time: Utc::now(),
                             completed_time: last.then(Utc::now),
                             parent_instance_id: None,
+                            tags: row.tags,
                         }),
                         messages,
                         new_instances: vec![],

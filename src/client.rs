@@ -16,7 +16,7 @@ use crate::engine::Registry;
 use crate::model::{new_guid_n, EventKind, HistoryEvent, InstanceId, RuntimeStatus};
 use crate::store::{
     InstanceFilter, InstanceQuery, InstanceRecord, NewInstance, OrchestrationMessage, Page,
-    ReusePolicy, Store, StoreError,
+    ReusePolicy, Store, StoreError, Tags,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -96,6 +96,7 @@ pub struct StartRequest {
     pub version: String,
     pub scheduled_start: Option<DateTime<Utc>>,
     pub policy: ReusePolicy,
+    pub tags: Tags,
 }
 
 #[derive(Clone)]
@@ -187,6 +188,7 @@ impl Client {
             version: String::new(),
             scheduled_start,
             policy: ReusePolicy::ReplaceTerminal,
+            tags: Tags::new(),
         })
         .await
     }
@@ -209,6 +211,7 @@ impl Client {
             created_time: crate::model::now(),
             scheduled_start_time: request.scheduled_start,
             parent: None,
+            tags: request.tags,
         };
         self.store.create_instance(new, request.policy).await?;
         Ok(id)

@@ -42,6 +42,7 @@ fn new_instance(id: &str, name: &str, input: Option<&str>) -> NewInstance {
         created_time: chrono::Utc::now(),
         scheduled_start_time: None,
         parent: None,
+        tags: Default::default(),
     }
 }
 
@@ -661,6 +662,7 @@ async fn an_activity_message_of_an_episode_that_never_committed_does_not_run() {
         last_updated_time: taskhub::model::now(),
         completed_time: None,
         parent_instance_id: None,
+        tags: Default::default(),
     };
     let commit = OrchestrationCommit {
         history: HistoryWrite::Append(history),

@@ -61,6 +61,7 @@ fn new_instance(id: &str) -> NewInstance {
         created_time: Utc::now(),
         scheduled_start_time: None,
         parent: None,
+        tags: Default::default(),
     }
 }
 
@@ -78,6 +79,7 @@ fn running(item: &OrchestrationWorkItem) -> InstanceState {
         last_updated_time: Utc::now(),
         completed_time: None,
         parent_instance_id: None,
+        tags: Default::default(),
     }
 }
 

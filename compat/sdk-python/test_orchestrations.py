@@ -243,3 +243,19 @@ def test_history_streams_every_committed_event(hub):
     assert kinds.count("TaskScheduledEvent") == 3
     assert kinds.count("TaskCompletedEvent") == 3
     assert "ExecutionCompletedEvent" in kinds
+
+
+def test_tags_given_at_start_come_back_with_the_instance(hub, server):
+    # The Python SDK's client sends tags but its OrchestrationState has no field for them, so
+    # the answer is read with the generated stub.
+    from durabletask.internal import orchestrator_service_pb2 as pb
+
+    from conftest import stub_for
+
+    id = hub.client.schedule_new_orchestration(o.echo, input=1, tags={"team": "payments"})
+    hub.client.wait_for_orchestration_completion(id, timeout=30)
+    stub = stub_for(server)
+    state = stub.GetInstance(pb.GetInstanceRequest(instanceId=id)).orchestrationState
+    assert dict(state.tags) == {"team": "payments"}
+    untagged = hub.run(o.echo, input=2).instance_id
+    assert dict(stub.GetInstance(pb.GetInstanceRequest(instanceId=untagged)).orchestrationState.tags) == {}

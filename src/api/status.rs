@@ -68,6 +68,7 @@ pub(crate) mod tests {
             last_updated_time: "2018-02-28T05:18:54.9Z".parse().unwrap(),
             completed_time: None,
             parent_instance_id: None,
+            tags: Default::default(),
         }
     }
 

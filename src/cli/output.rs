@@ -256,6 +256,7 @@ mod tests {
             last_updated_time: t("2018-02-28T05:18:54Z"),
             completed_time: None,
             parent_instance_id: None,
+            tags: Default::default(),
         }
     }
 

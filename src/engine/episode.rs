@@ -390,6 +390,7 @@ fn state_of(row: &InstanceRecord, now: DateTime<Utc>) -> InstanceState {
         last_updated_time: now,
         completed_time: row.completed_time,
         parent_instance_id: row.parent_instance_id.clone(),
+        tags: row.tags.clone(),
     }
 }
 
@@ -464,6 +465,7 @@ fn commit_for(
                         execution_id: exec.clone(),
                         task_scheduled_id: id,
                     }),
+                    tags: Default::default(),
                 }),
                 Err(e) => messages.push(OrchestrationMessage {
                     instance_id: row.instance_id.clone(),

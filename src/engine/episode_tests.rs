@@ -86,6 +86,7 @@ fn row(status: RuntimeStatus) -> InstanceRecord {
         last_updated_time: t(0),
         completed_time: None,
         parent_instance_id: None,
+        tags: Default::default(),
     }
 }
 

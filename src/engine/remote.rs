@@ -681,6 +681,7 @@ mod tests {
                 created_time: crate::model::now(),
                 scheduled_start_time: None,
                 parent: None,
+                tags: Default::default(),
             };
             store
                 .create_instance(new, ReusePolicy::ReplaceTerminal)

@@ -48,6 +48,7 @@ impl Instance {
                 last_updated_time: t(0),
                 completed_time: None,
                 parent_instance_id: None,
+                tags: Default::default(),
             },
             history: Vec::new(),
         }

@@ -511,7 +511,7 @@ pub(crate) fn state(
         execution_id: Some(r.execution_id.clone()),
         completed_timestamp: r.completed_time.map(timestamp),
         parent_instance_id: r.parent_instance_id.clone(),
-        tags: Default::default(),
+        tags: r.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     }
 }
 

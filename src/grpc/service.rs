@@ -270,6 +270,7 @@ impl TaskHubSidecarService for Sidecar {
                 version: r.version.unwrap_or_default(),
                 scheduled_start: time("scheduledStartTimestamp", &r.scheduled_start_timestamp)?,
                 policy: ReusePolicy::ReplaceIn(replaceable.into_iter().collect::<StatusSet>()),
+                tags: r.tags.into_iter().collect(),
             })
             .await
             .map_err(from_client)?;

@@ -61,6 +61,7 @@ fn new_instance(id: &str, name: &str, created: DateTime<Utc>) -> NewInstance {
         created_time: created,
         scheduled_start_time: None,
         parent: None,
+        tags: Default::default(),
     }
 }
 
@@ -119,6 +120,7 @@ fn state_of(item: &OrchestrationWorkItem, status: RuntimeStatus) -> InstanceStat
         last_updated_time: now(),
         completed_time: status.is_terminal().then(now),
         parent_instance_id: row.parent_instance_id.clone(),
+        tags: row.tags.clone(),
     }
 }
 
@@ -228,6 +230,84 @@ pub async fn create_and_get(make: Factory) {
     assert_eq!(row.completed_time, None);
     assert_eq!(row.parent_instance_id.as_deref(), Some("p1"));
     assert!(store.get_history("order-1").await.unwrap().is_empty());
+}
+
+/// Tags are written with the start and read back by every read, untouched by checkpoints (the
+/// episode's state carries no say over them) and replaced by a new start.
+pub async fn tags_stay_with_the_instance(make: Factory) {
+    let store = fresh(&make, "tags").await;
+    let mut new = new_instance("tagged", "Hello", at(1));
+    new.tags = [("team", "payments"), ("tier", "gold")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    store
+        .create_instance(new.clone(), ReusePolicy::ReplaceTerminal)
+        .await
+        .unwrap();
+    store
+        .create_instance(
+            new_instance("plain", "Hello", at(2)),
+            ReusePolicy::ReplaceTerminal,
+        )
+        .await
+        .unwrap();
+    let row = store.get_instance("tagged").await.unwrap().unwrap();
+    assert_eq!(row.tags, new.tags);
+    assert!(store
+        .get_instance("plain")
+        .await
+        .unwrap()
+        .unwrap()
+        .tags
+        .is_empty());
+
+    // A checkpoint whose state says nothing of tags keeps them (both instances get one).
+    for _ in 0..2 {
+        let item = lock(&*store).await;
+        let mut commit = episode(&item, RuntimeStatus::Running, vec![]);
+        if let Some(state) = commit.state.as_mut() {
+            state.tags = Default::default();
+        }
+        store.complete_orchestration(&item, commit).await.unwrap();
+    }
+    assert_eq!(
+        store.get_instance("tagged").await.unwrap().unwrap().tags,
+        new.tags
+    );
+    let page = store
+        .query_instances(&InstanceQuery {
+            filter: InstanceFilter::default(),
+            page_size: 10,
+            continuation: None,
+            include_input: false,
+        })
+        .await
+        .unwrap();
+    let listed = page
+        .items
+        .iter()
+        .find(|r| r.instance_id == "tagged")
+        .unwrap();
+    assert_eq!(listed.tags, new.tags);
+
+    // A new start replaces them.
+    let item_done = store.get_instance("tagged").await.unwrap().unwrap();
+    assert_eq!(item_done.runtime_status, RuntimeStatus::Running);
+    store
+        .create_instance(
+            new_instance("tagged", "Hello", at(3)),
+            ReusePolicy::ReplaceAny,
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .get_instance("tagged")
+        .await
+        .unwrap()
+        .unwrap()
+        .tags
+        .is_empty());
 }
 
 pub async fn reuse_policies(make: Factory) {
@@ -1579,6 +1659,7 @@ pub async fn subscribe_sees_changes(make: Factory) {
 pub async fn run_all(make: Factory) {
     create_and_get(make.clone()).await;
     reuse_policies(make.clone()).await;
+    tags_stay_with_the_instance(make.clone()).await;
     send_message_needs_an_instance(make.clone()).await;
     rewind_makes_a_failed_instance_pending_at_once(make.clone()).await;
     rewind_refuses_what_is_not_failed(make.clone()).await;
@@ -1611,6 +1692,7 @@ macro_rules! store_conformance_tests {
             $factory;
             create_and_get,
             reuse_policies,
+            tags_stay_with_the_instance,
             send_message_needs_an_instance,
             rewind_makes_a_failed_instance_pending_at_once,
             rewind_refuses_what_is_not_failed,

@@ -9,6 +9,7 @@
 //! Nothing backend-specific crosses this seam; [`conformance`] checks that every backend keeps
 //! the same promises.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,6 +99,10 @@ impl FromIterator<RuntimeStatus> for StatusSet {
     }
 }
 
+/// Labels a client attached to an instance when it started it (the Durable Task protocol's
+/// `tags`); kept with the row, never changed by the instance itself.
+pub type Tags = BTreeMap<String, String>;
+
 /// A new execution of an instance: a Pending row plus its ExecutionStarted message.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewInstance {
@@ -112,6 +117,7 @@ pub struct NewInstance {
     /// When set, the start message becomes visible only at this time.
     pub scheduled_start_time: Option<DateTime<Utc>>,
     pub parent: Option<ParentInstance>,
+    pub tags: Tags,
 }
 
 impl NewInstance {
@@ -151,6 +157,7 @@ pub struct InstanceRecord {
     pub last_updated_time: DateTime<Utc>,
     pub completed_time: Option<DateTime<Utc>>,
     pub parent_instance_id: Option<String>,
+    pub tags: Tags,
 }
 
 /// The status the executor writes after an episode (the row minus its keys and created fields
@@ -168,6 +175,8 @@ pub struct InstanceState {
     pub last_updated_time: DateTime<Utc>,
     pub completed_time: Option<DateTime<Utc>>,
     pub parent_instance_id: Option<String>,
+    /// As the start wrote them: stores keep the row's tags whatever this says.
+    pub tags: Tags,
 }
 
 /// Filters for listing instances. Empty `statuses` means every status.

@@ -445,6 +445,7 @@ fn finish_commit(
             last_updated_time: now,
             completed_time: Some(now),
             parent_instance_id: None,
+            tags: Default::default(),
         }),
         messages: vec![],
         new_instances: vec![],
@@ -497,6 +498,7 @@ async fn list_bench(args: &Args) -> Result<()> {
                             created_time: created,
                             scheduled_start_time: None,
                             parent: None,
+                            tags: Default::default(),
                         },
                         ReusePolicy::ReplaceTerminal,
                     )

@@ -273,7 +273,13 @@ pub fn pending_row(hub: &str, new: &NewInstance, generation: i32, now: DateTime<
     }
     set_str(&mut r, "ExecutionId", &new.execution_id);
     r.insert("Generation".into(), json!(generation));
-    set_str(&mut r, "Tags", "null");
+    // DTFx keeps an instance's tags as one JSON object in this column ("null" for none).
+    let tags = if new.tags.is_empty() {
+        "null".to_string()
+    } else {
+        serde_json::to_string(&new.tags).unwrap_or_else(|_| "null".into())
+    };
+    set_str(&mut r, "Tags", &tags);
     if let Some(p) = &new.parent {
         // taskhub's own column (DTFx keeps the parent only in history); readers ignore it.
         set_str(&mut r, "ParentInstanceId", &p.instance_id);
@@ -349,6 +355,9 @@ pub fn record_from_row(row: &Entity) -> InstanceRecord {
         last_updated_time: get_time(row, "LastUpdatedTime").unwrap_or(created),
         completed_time: get_time(row, "CompletedTime"),
         parent_instance_id: get_str(row, "ParentInstanceId"),
+        tags: get_str(row, "Tags")
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
     }
 }
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Row;
 
 use crate::model::{HistoryEvent, RuntimeStatus};
-use crate::store::{InstanceRecord, StoreError};
+use crate::store::{InstanceRecord, StoreError, Tags};
 
 /// Times are stored as unix microseconds: integers keep index order and compare cheaply.
 pub(super) fn to_micros(t: DateTime<Utc>) -> i64 {
@@ -42,7 +42,7 @@ pub(super) fn decode_event(text: &str) -> Result<HistoryEvent, StoreError> {
 pub(super) fn instance_columns(include_input: bool) -> String {
     format!(
         "instance_id, name, version, execution_id, status, {}, output, custom_status, \
-         created_time, last_updated_time, completed_time, parent_instance_id",
+         created_time, last_updated_time, completed_time, parent_instance_id, tags",
         if include_input { "input" } else { "NULL" }
     )
 }
@@ -69,7 +69,19 @@ pub(super) fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<InstanceRecor
         last_updated_time: from_micros(row.get(9)?),
         completed_time: row.get::<_, Option<i64>>(10)?.map(from_micros),
         parent_instance_id: row.get(11)?,
+        tags: decode_tags(row.get::<_, Option<String>>(12)?.as_deref()),
     })
+}
+
+/// Tags as one JSON object, `NULL` when there are none (most instances).
+pub(super) fn encode_tags(tags: &Tags) -> Option<String> {
+    (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
+}
+
+/// A column that is not a JSON object of strings reads as no tags rather than failing the read.
+pub(super) fn decode_tags(text: Option<&str>) -> Tags {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

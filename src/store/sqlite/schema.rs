@@ -8,8 +8,8 @@ use rusqlite::{Connection, OpenFlags};
 use super::codec::backend;
 use crate::store::StoreResult;
 
-/// Bumped when the layout changes; stored in `PRAGMA user_version`.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+/// Bumped when the layout changes; stored in `PRAGMA user_version`. 2: `instances.tags`.
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS instances(
     last_updated_time INTEGER NOT NULL,
     completed_time INTEGER,
     parent_instance_id TEXT,
+    tags TEXT,
     PRIMARY KEY(hub, instance_id)
 );
 CREATE INDEX IF NOT EXISTS instances_by_created
@@ -125,8 +126,15 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
              ({SCHEMA_VERSION})"
         )));
     }
+    // Version 1 files have every table but `instances.tags`; CREATE ... IF NOT EXISTS leaves
+    // their tables as they are, so the column is added here.
+    let upgrade = if version == 1 {
+        "ALTER TABLE instances ADD COLUMN tags TEXT;"
+    } else {
+        ""
+    };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {DDL} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {DDL} {upgrade} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
     .map_err(|e| {
         let _ = conn.execute_batch("ROLLBACK");

@@ -104,3 +104,33 @@ fn list_filters_use_indexes() {
         }
     }
 }
+
+/// A file written by the previous layout (version 1, no `instances.tags`) is upgraded when it
+/// is opened, and its rows read back with no tags.
+#[test]
+fn a_version_1_file_gains_the_tags_column_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = open_writer(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO instances(hub, instance_id, execution_id, name, version, status, \
+                 created_time, last_updated_time) \
+             VALUES ('h', 'old', 'e', 'Hello', '', 6, 0, 0); \
+             ALTER TABLE instances DROP COLUMN tags; \
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let conn = open_writer(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, super::schema::SCHEMA_VERSION);
+    let (id, tags): (String, Option<String>) = conn
+        .query_row("SELECT instance_id, tags FROM instances", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((id.as_str(), tags), ("old", None));
+}

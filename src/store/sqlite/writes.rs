@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::codec::{backend, decode_event, encode_event, from_micros, to_micros, truncate_micros};
+use super::codec::{
+    backend, decode_event, encode_event, encode_tags, from_micros, to_micros, truncate_micros,
+};
 use super::query::select_page;
 use crate::model::RuntimeStatus;
 use crate::store::{
@@ -50,6 +52,7 @@ impl PreparedStart {
             last_updated_time: truncate_micros(now),
             completed_time: None,
             parent_instance_id: new.parent.as_ref().map(|p| p.instance_id.clone()),
+            tags: new.tags.clone(),
         };
         let start = PreparedMessage::new(OrchestrationMessage {
             instance_id: record.instance_id.clone(),
@@ -76,6 +79,7 @@ pub(super) fn record_from_state(instance_id: &str, state: &InstanceState) -> Ins
         last_updated_time: truncate_micros(state.last_updated_time),
         completed_time: state.completed_time.map(truncate_micros),
         parent_instance_id: state.parent_instance_id.clone(),
+        tags: state.tags.clone(),
     }
 }
 
@@ -171,14 +175,14 @@ pub(super) fn start_instance(conn: &Connection, hub: &str, p: &PreparedStart) ->
     conn.prepare_cached(
         "INSERT INTO instances(hub, instance_id, execution_id, name, version, status, input, \
              output, custom_status, created_time, last_updated_time, completed_time, \
-             parent_instance_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, ?8, ?9, NULL, ?10) \
+             parent_instance_id, tags) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, ?8, ?9, NULL, ?10, ?11) \
          ON CONFLICT(hub, instance_id) DO UPDATE SET execution_id = excluded.execution_id, \
              name = excluded.name, version = excluded.version, status = excluded.status, \
              input = excluded.input, output = NULL, custom_status = NULL, \
              created_time = excluded.created_time, \
              last_updated_time = excluded.last_updated_time, completed_time = NULL, \
-             parent_instance_id = excluded.parent_instance_id",
+             parent_instance_id = excluded.parent_instance_id, tags = excluded.tags",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -192,6 +196,7 @@ pub(super) fn start_instance(conn: &Connection, hub: &str, p: &PreparedStart) ->
             to_micros(r.created_time),
             to_micros(r.last_updated_time),
             r.parent_instance_id,
+            encode_tags(&r.tags),
         ])
     })
     .map_err(backend)?;
