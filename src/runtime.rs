@@ -28,6 +28,7 @@ pub struct Runtime {
 
 /// What runs for one hub.
 struct HubWork {
+    store: Arc<dyn crate::store::Store>,
     executor: ExecutorHandle,
     remote: Option<Arc<RemoteWork>>,
 }
@@ -101,6 +102,7 @@ impl Runtime {
                     RemoteWork::start(store.clone(), orchestration_lock, activity_lock)
                 });
                 HubWork {
+                    store: store.clone(),
                     executor: executor::spawn(
                         store.clone(),
                         self.registry.clone(),
@@ -145,6 +147,10 @@ impl Runtime {
             // After the executor: nothing new arrives, and what waited goes back to the store.
             if let Some(remote) = h.remote {
                 remote.shutdown().await;
+            }
+            // Last: another process may take the hub's work over at once.
+            if let Err(e) = h.store.stop_execution().await {
+                tracing::warn!(hub = h.store.hub(), error = %e, "giving up the hub's execution failed; another process takes over when its leases expire");
             }
         }
     }

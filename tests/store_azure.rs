@@ -952,3 +952,45 @@ async fn azure_until(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A stopping server gives its partitions up before it exits: a second process takes the work
+/// over at once instead of waiting out the 30 s leases (a restarted server used to wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_store_gives_its_partitions_up_at_once() {
+    let hub = fresh_hub();
+    let options = |worker: &str| AzureOptions {
+        worker_id: worker.into(),
+        lease_duration: Duration::from_secs(30),
+        ..AzureOptions::default()
+    };
+    let a = store_with(&hub, options("a"));
+    a.create_instance(
+        new_instance("handover", "HelloSequence", None),
+        ReusePolicy::ReplaceTerminal,
+    )
+    .await
+    .unwrap();
+    let item = a
+        .lock_next_orchestration(Duration::from_secs(60), Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("the first process locks the start");
+    a.abandon_orchestration(&item, Duration::ZERO)
+        .await
+        .unwrap();
+    a.stop_execution().await.unwrap();
+
+    let b = store_with(&hub, options("b"));
+    let started = std::time::Instant::now();
+    let item = b
+        .lock_next_orchestration(Duration::from_secs(60), Duration::from_secs(20))
+        .await
+        .unwrap()
+        .expect("the second process gets the work before the first one's leases would expire");
+    assert_eq!(item.instance_id, "handover");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}

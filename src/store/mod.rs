@@ -391,6 +391,16 @@ pub trait Store: Send + Sync + 'static {
         lock_for: Duration,
     ) -> StoreResult<()>;
 
+    /// Gives up this process's part in running the hub, and returns once it is given up, so that
+    /// another process takes the work over at once instead of waiting for a lease to expire.
+    /// Called when a server stops, after its executor has finished its work items. The Azure
+    /// store releases its partition leases and stops reading control queues (its lock calls then
+    /// find no work); management calls keep working. The default has nothing to release: the
+    /// SQLite store's hub lease is taken over at once from a process that has exited.
+    async fn stop_execution(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     // ---- change notification ----
 
     /// Instance ids whose status changed, as they change. `None` when the backend cannot push

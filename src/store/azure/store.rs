@@ -490,6 +490,13 @@ impl Store for AzureStore {
         })
     }
 
+    async fn stop_execution(&self) -> StoreResult<()> {
+        if let Some(worker) = self.worker.get() {
+            worker.stop().await;
+        }
+        Ok(())
+    }
+
     async fn send_message(&self, m: OrchestrationMessage) -> StoreResult<()> {
         if self.hub.read_row(&m.instance_id).await?.is_none() {
             return Err(StoreError::NotFound(m.instance_id));

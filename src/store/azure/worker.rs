@@ -20,6 +20,8 @@ const MAX_BUFFERED: usize = 1000;
 pub struct Worker {
     pub sessions: Arc<Sessions>,
     stop: watch::Sender<bool>,
+    /// The partition manager, which releases every lease it holds on its way out.
+    manager: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Worker {
@@ -35,11 +37,25 @@ impl Worker {
             fetchers: Mutex::new(HashMap::new()),
         });
         let manager = PartitionManager::new(hub, listener);
-        tokio::spawn(manager.run(stopped, ready_tx));
+        let manager = tokio::spawn(manager.run(stopped, ready_tx));
         let _ = tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|r| *r)).await;
         // Give the new fetchers their first read.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        Arc::new(Worker { sessions, stop })
+        Arc::new(Worker {
+            sessions,
+            stop,
+            manager: tokio::sync::Mutex::new(Some(manager)),
+        })
+    }
+
+    /// Stops the partition manager and waits until it has released its leases. Dropping the
+    /// worker only asks it to stop: a task spawned then may die with the runtime before the
+    /// leases are released, which left a restarted server waiting for them to expire.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        if let Some(manager) = self.manager.lock().await.take() {
+            let _ = manager.await;
+        }
     }
 }
 
