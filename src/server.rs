@@ -91,8 +91,9 @@ impl Server {
             tracing::info!(%address, hub = self.runtime.default_hub(), "serving the Durable Task gRPC endpoint");
             let stopped = stop_requested(stopped.clone());
             let runtime = self.runtime.clone();
+            let key = self.config.access_key.clone();
             serving.spawn(async move {
-                crate::grpc::serve(grpc, runtime, stopped)
+                crate::grpc::serve(grpc, runtime, key, stopped)
                     .await
                     .with_context(|| format!("the gRPC listener on {address} failed"))
             });
@@ -172,14 +173,16 @@ fn check_exposure(config: &Config) -> anyhow::Result<()> {
             config.listen
         );
     }
-    // The gRPC endpoint checks no key (the SDKs' sidecar protocol has none), so only a loopback
-    // address is safe without saying otherwise.
+    // The same rule for the gRPC endpoint, which checks the same key.
     if let Some(grpc) = config.grpc_listen {
-        if !is_loopback(&grpc) && !config.allow_unauthenticated_public {
+        if !is_loopback(&grpc)
+            && config.access_key.is_none()
+            && !config.allow_unauthenticated_public
+        {
             anyhow::bail!(
-                "refusing to serve gRPC on {grpc}: the Durable Task gRPC endpoint checks no access \
-                 key, so it listens on a loopback address unless allow_unauthenticated_public = true \
-                 (or turn it off: --grpc-listen off)"
+                "refusing to serve gRPC on {grpc} without an access key: set access_key \
+                 (TASKHUB_ACCESS_KEY), listen on a loopback address, set \
+                 allow_unauthenticated_public = true, or turn it off (--grpc-listen off)"
             );
         }
     }
@@ -254,18 +257,17 @@ mod tests {
     }
 
     #[test]
-    fn a_public_grpc_address_needs_an_explicit_opt_out_even_with_a_key() {
+    fn a_public_grpc_address_needs_a_key_or_an_explicit_opt_out() {
         let mut c = Config {
             grpc_listen: Some("0.0.0.0:4001".parse().unwrap()),
-            access_key: Some("a-key-that-grpc-does-not-check".into()),
             ..Config::default()
         };
         let refused = check_exposure(&c).unwrap_err().to_string();
-        assert!(refused.contains("checks no access key"), "{refused}");
-        c.allow_unauthenticated_public = true;
+        assert!(refused.contains("refusing to serve gRPC"), "{refused}");
+        c.access_key = Some("a-long-enough-random-key".into());
         assert!(check_exposure(&c).is_ok());
-        c.grpc_listen = None;
-        c.allow_unauthenticated_public = false;
+        c.access_key = None;
+        c.allow_unauthenticated_public = true;
         assert!(check_exposure(&c).is_ok());
     }
 }

@@ -48,7 +48,7 @@ def azurite_is_up() -> bool:
 class Server:
     """One `taskhub serve` process. `restart()` and `kill()` act on the real process."""
 
-    def __init__(self, backend: str, workdir: pathlib.Path):
+    def __init__(self, backend: str, workdir: pathlib.Path, env: dict | None = None):
         if not BIN.exists():
             pytest.fail(f"{BIN} does not exist: build it with `cargo build` (or set TASKHUB_BIN)")
         if backend == "azure" and not azurite_is_up():
@@ -59,7 +59,7 @@ class Server:
         self.hub = "sdk" + uuid.uuid4().hex[:16]
         connection = f"sqlite:{workdir / 'taskhub.db'}" if backend == "sqlite" else AZURITE
         self.env = {**os.environ, "AzureWebJobsStorage": connection, "TASKHUB_TASK_HUB": self.hub,
-                    "RUST_LOG": os.environ.get("RUST_LOG", "info")}
+                    "RUST_LOG": os.environ.get("RUST_LOG", "info"), **(env or {})}
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.proc = None

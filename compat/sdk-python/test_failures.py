@@ -241,3 +241,26 @@ def test_waiting_for_an_instance_that_does_not_exist_answers_at_once(lone):
     assert c.wait_for_orchestration_completion("nobody-here", timeout=20) is None
     assert c.wait_for_orchestration_start("nobody-here", timeout=20) is None
     assert time.time() - started < 5
+
+
+def test_a_server_with_an_access_key_serves_only_calls_that_carry_it(backend, tmp_path):
+    key = "sdk-test-key-0123456789"
+    server = Server(backend, tmp_path, env={"TASKHUB_ACCESS_KEY": key})
+    try:
+        keyless = client.TaskHubGrpcClient(host_address=server.grpc)
+        code, why = code_of(keyless.schedule_new_orchestration, "echo")
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "x-functions-key" in why
+        assert key not in why
+        metadata = [("x-functions-key", key)]
+        w = o.register(worker.TaskHubGrpcWorker(host_address=server.grpc, metadata=metadata))
+        w.start()
+        try:
+            c = client.TaskHubGrpcClient(host_address=server.grpc, metadata=metadata)
+            state = c.wait_for_orchestration_completion(
+                c.schedule_new_orchestration(o.echo, input="keyed"), timeout=30)
+            assert output(state) == "keyed"
+        finally:
+            w.stop()
+        assert key not in server.log_text(), "the key reached the log"
+    finally:
+        server.stop()

@@ -11,7 +11,9 @@
 //!
 //! It serves the configured task hub through the runtime, so both stores work alike and the HTTP
 //! API and CLI see the very same instances. Durable entities are not supported: their RPCs answer
-//! UNIMPLEMENTED with a message that says so.
+//! UNIMPLEMENTED with a message that says so. When the server has an access key, every call must
+//! carry it as `x-functions-key` metadata (or `authorization: Bearer KEY`), as HTTP requests
+//! carry it in a header: the SDKs' workers and clients take such metadata as an option.
 
 mod convert;
 mod service;
@@ -48,15 +50,19 @@ const UNSUPPORTED: &str = "taskhub does not implement this Durable Task RPC: dur
 pub async fn serve(
     listener: TcpListener,
     runtime: Arc<Runtime>,
+    access_key: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (stopping_tx, stopping) = watch::channel(false);
     let sidecar = service::Sidecar::new(runtime, stopping);
-    let routes = Routes::new(
-        TaskHubSidecarServiceServer::new(sidecar)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-    )
+    let service = TaskHubSidecarServiceServer::new(sidecar)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let key = access_key.filter(|k| !k.is_empty());
+    let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(
+        service,
+        move |request: tonic::Request<()>| check_key(key.as_deref(), request),
+    ))
     .into_axum_router()
     .fallback(|| async {
         tonic::Status::unimplemented(UNSUPPORTED).into_http::<axum::body::Body>()
@@ -69,6 +75,35 @@ pub async fn serve(
             stopping_tx.send_replace(true);
         })
         .await
+}
+
+/// Lets a call through when the server has no key, or when the call carries it.
+fn check_key(
+    key: Option<&str>,
+    request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    let Some(key) = key else {
+        return Ok(request);
+    };
+    let metadata = request.metadata();
+    let given = metadata
+        .get("x-functions-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            metadata
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    match given {
+        Some(given) if crate::http::auth::constant_time_eq(given.as_bytes(), key.as_bytes()) => {
+            Ok(request)
+        }
+        _ => Err(tonic::Status::unauthenticated(
+            "this server requires its access key: send it as x-functions-key metadata \
+             (or authorization: Bearer KEY)",
+        )),
+    }
 }
 
 /// Work items are small messages on a long-lived stream: without `TCP_NODELAY`, Nagle's
@@ -99,6 +134,36 @@ fn explain_unimplemented<B>(mut response: axum::http::Response<B>) -> axum::http
 /// [`UNSUPPORTED`] as a `grpc-message` header: gRPC percent-encodes only `%` and bytes outside
 /// printable ASCII, and it has none.
 const UNSUPPORTED_ENCODED: &str = UNSUPPORTED;
+
+#[cfg(test)]
+mod tests {
+    use super::check_key;
+
+    fn call(metadata: &[(&'static str, &str)]) -> tonic::Request<()> {
+        let mut r = tonic::Request::new(());
+        for (k, v) in metadata {
+            r.metadata_mut().insert(*k, v.parse().unwrap());
+        }
+        r
+    }
+
+    #[test]
+    fn a_keyed_server_lets_through_only_calls_that_carry_its_key() {
+        let key = Some("0123456789abcdef");
+        assert!(check_key(None, call(&[])).is_ok());
+        assert!(check_key(key, call(&[("x-functions-key", "0123456789abcdef")])).is_ok());
+        assert!(check_key(key, call(&[("authorization", "Bearer 0123456789abcdef")])).is_ok());
+        for wrong in [
+            call(&[]),
+            call(&[("x-functions-key", "0123456789abcdeF")]),
+            call(&[("authorization", "0123456789abcdef")]),
+        ] {
+            let refused = check_key(key, wrong).unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+            assert!(!refused.message().contains("0123456789abcdef"));
+        }
+    }
+}
 
 /// Histories and payloads can be large; the SDKs themselves accept up to this much.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
