@@ -135,6 +135,9 @@ fn explain_unimplemented<B>(mut response: axum::http::Response<B>) -> axum::http
 /// printable ASCII, and it has none.
 const UNSUPPORTED_ENCODED: &str = UNSUPPORTED;
 
+/// Histories and payloads can be large; the SDKs themselves accept up to this much.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::check_key;
@@ -164,6 +167,3 @@ mod tests {
         }
     }
 }
-
-/// Histories and payloads can be large; the SDKs themselves accept up to this much.
-const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
