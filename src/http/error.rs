@@ -110,10 +110,16 @@ impl IntoResponse for ApiError {
                 ),
             ),
             Self::Internal(detail) => {
-                tracing::error!(%detail, "request failed");
+                // The detail (file paths, storage error text) is for the operator's log only;
+                // the caller gets an id to quote.
+                let request_id = crate::model::new_guid_n();
+                tracing::error!(%request_id, %detail, "request failed");
                 json(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    &ErrorBody::new("Something went wrong while processing your request", detail),
+                    &ErrorBody::new(
+                        "Something went wrong while processing your request",
+                        format!("The server failed; its log has the details under request id {request_id}."),
+                    ),
                 )
             }
         }
@@ -158,6 +164,17 @@ mod tests {
         };
         assert_eq!(code(exists), 409);
         assert_eq!(code(ClientError::PreconditionFailed("x".into())), 412);
+    }
+
+    #[tokio::test]
+    async fn a_server_failure_answers_without_its_detail() {
+        let r = ApiError::Internal("disk I/O error at /var/lib/secret/taskhub.db".into())
+            .into_response();
+        assert_eq!(r.status(), 500);
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!text.contains("/var/lib"), "{text}");
+        assert!(text.contains("request id"), "{text}");
     }
 
     #[test]
