@@ -404,3 +404,23 @@ async fn a_failing_write_does_not_fail_its_batch() {
         .unwrap();
     assert_eq!(page.items.len(), 100);
 }
+
+/// The file holds every input and output: a new database and the folders made for it are the
+/// owner's alone (they were 0644 in 0755 folders).
+#[cfg(unix)]
+#[test]
+fn a_new_database_and_its_folders_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data").join("nested").join("taskhub.db");
+    let db = SqliteDb::open(&path).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&dir.path().join("data")), 0o700);
+    assert_eq!(mode(&dir.path().join("data").join("nested")), 0o700);
+    let wal = path.with_extension("db-wal");
+    if wal.exists() {
+        assert_eq!(mode(&wal), 0o600);
+    }
+    drop(db);
+}

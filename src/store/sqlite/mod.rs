@@ -79,6 +79,30 @@ pub struct SqliteDb {
     hubs: Mutex<HashMap<String, Arc<SqliteStore>>>,
 }
 
+/// The file holds every input and output of every instance: directories it creates are the
+/// owner's alone (0700), like the file (0600; SQLite gives its -wal and -shm files the same).
+fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates the database file with owner-only permissions if it does not exist yet; an existing
+/// file keeps the permissions its owner gave it.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl SqliteDb {
     /// Opens (creating parent directories and schema as needed) a database file. `":memory:"`
     /// gives a private temporary file that is deleted when the handle goes.
@@ -90,12 +114,14 @@ impl SqliteDb {
             (p.clone(), Some(TempFile(p)))
         } else {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| {
+                private_dirs(parent).map_err(|e| {
                     backend(format!("cannot create directory {}: {e}", parent.display()))
                 })?;
             }
             (path.to_path_buf(), None)
         };
+        private_file(&path)
+            .map_err(|e| backend(format!("cannot create {}: {e}", path.display())))?;
         let conn = schema::open_writer(&path)?;
         let owner = lease::owner_id();
         let registry = Arc::new(Registry::default());
