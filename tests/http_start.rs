@@ -454,3 +454,43 @@ async fn graceful_shutdown_answers_waiters(backend: Backend) {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A form on another site, or a page re-pointed at 127.0.0.1 by DNS, reaches a keyless loopback
+/// server through the user's browser: both are refused, and nothing is started.
+#[tokio::test]
+async fn browsers_cannot_drive_a_keyless_server_from_another_site() {
+    let app = spawn_app().await;
+    let url = app.v2("/orchestrators/HelloSequence");
+    let cross_site = app
+        .http
+        .post(&url)
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    assert!(json_body(cross_site).await["ExceptionMessage"]
+        .as_str()
+        .unwrap()
+        .contains("evil.example"));
+    let rebound = app
+        .http
+        .get(app.v2("/instances"))
+        .header("Host", "evil.example:7071")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), StatusCode::FORBIDDEN);
+    let list: Value = app.get(&app.v2("/instances")).await.json().await.unwrap();
+    assert_eq!(list, json!([]), "nothing was started");
+
+    // The same site, and clients that send no Origin (curl, SDKs), are served.
+    let same_site = app
+        .http
+        .post(&url)
+        .header("Origin", app.origin.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same_site.status(), StatusCode::ACCEPTED);
+}

@@ -26,6 +26,8 @@ pub enum ApiError {
     /// The v1 dialect's answer to an unknown route.
     NoSuchApi,
     Unauthorized,
+    /// 403: a request a browser was made to send ([`super::site`]); says why.
+    Forbidden(String),
     Conflict(ErrorBody),
     PreconditionFailed(ErrorBody),
     PayloadTooLarge {
@@ -99,6 +101,10 @@ impl IntoResponse for ApiError {
                     "Unauthorized",
                     "This server requires an access key: pass it as the 'code' query parameter or the 'x-functions-key' header.",
                 ),
+            ),
+            Self::Forbidden(why) => json(
+                StatusCode::FORBIDDEN,
+                &ErrorBody::new("Forbidden", why),
             ),
             Self::Conflict(body) => json(StatusCode::CONFLICT, &body),
             Self::PreconditionFailed(body) => json(StatusCode::PRECONDITION_FAILED, &body),

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod instances;
 pub mod normalize;
 pub mod operations;
+pub mod site;
 pub mod start;
 pub mod urls;
 pub mod wait;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub access_key: Option<String>,
     pub use_forwarded_host: bool,
     pub max_body_bytes: usize,
+    /// A keyless server on loopback answers only to loopback host names ([`site`]).
+    pub loopback_names_only: bool,
     /// The `connection=` value generated URLs carry when the request named none.
     pub default_connection: String,
     /// Flips to true when the server starts shutting down, so that long waits answer at once.
@@ -89,6 +92,9 @@ impl AppState {
             shared: Arc::new(Shared {
                 runtime,
                 access_key: config.access_key.clone().filter(|k| !k.is_empty()),
+                loopback_names_only: config.access_key.as_deref().is_none_or(str::is_empty)
+                    && config.listen.ip().is_loopback()
+                    && !config.use_forwarded_host,
                 use_forwarded_host: config.use_forwarded_host,
                 max_body_bytes: config.max_body_bytes,
                 default_connection,
@@ -262,6 +268,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            site::same_site_only,
         ))
         .layer(
             // One span per request and one line per response, at info, so `taskhub serve`
