@@ -16,12 +16,14 @@ use super::error::ApiError;
 use super::AppState;
 
 pub async fn same_site_only(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // A request without a Host header (HTTP/1.0, or built in process) was not sent by a
+    // browser, which always names the host it thinks it is talking to.
     let host = req
         .headers()
         .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    if state.shared.loopback_names_only && !is_loopback_name(host) {
+        .map(|h| h.to_str().unwrap_or("?"));
+    if state.shared.loopback_names_only && host.is_some_and(|h| !is_loopback_name(h)) {
+        let host = host.unwrap_or_default();
         return ApiError::Forbidden(format!(
             "This server answers only to loopback host names (localhost, 127.0.0.1, [::1]), not '{host}': it has no access key. Set one to serve other names."
         ))
@@ -31,6 +33,7 @@ pub async fn same_site_only(State(state): State<AppState>, req: Request, next: N
     if changes_state {
         if let Some(origin) = req.headers().get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("null");
+            let host = host.unwrap_or_default();
             if !same_site(origin, host) {
                 return ApiError::Forbidden(format!(
                     "A request from the web page at '{origin}' may not change instances on '{host}'."
