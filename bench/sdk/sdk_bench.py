@@ -7,7 +7,9 @@ latency and each process's CPU time.
     python bench/sdk/sdk_bench.py --backend in-memory --instances 2000
 
 The client and the worker are the same code for both backends; only the backend differs. Run both
-in one sitting and compare the ratio: the machine is shared and noisy.
+in one sitting and compare the ratio: the machine is shared and noisy. `BENCH_WORKER_WRAPPER=x.py`
+starts the worker as `python x.py worker.py ADDR` (a wrapper that times its gRPC calls or profiles
+it), and shows the worker's stderr.
 """
 
 import argparse
