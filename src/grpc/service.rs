@@ -3,7 +3,7 @@
 //! named here: both backends are reached through the same client and queue.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -42,23 +42,39 @@ pub(crate) struct Sidecar {
     runtime: Arc<Runtime>,
     /// Flips to true when the server is stopping: waits and worker streams end.
     stopping: watch::Receiver<bool>,
+    /// The configured hub's client and work queue, resolved by the first call rather than by
+    /// every call (the endpoint serves one hub, and the runtime keeps it open for good).
+    hub: OnceLock<(Client, Option<Arc<RemoteWork>>)>,
 }
 
 impl Sidecar {
     pub(crate) fn new(runtime: Arc<Runtime>, stopping: watch::Receiver<bool>) -> Self {
-        Self { runtime, stopping }
+        Self {
+            runtime,
+            stopping,
+            hub: OnceLock::new(),
+        }
     }
 
-    /// The configured hub's client. Any orchestrator name is accepted here: the worker that
-    /// serves it may connect later, as with every Durable Task backend.
+    fn hub(&self) -> Result<&(Client, Option<Arc<RemoteWork>>), Status> {
+        if let Some(hub) = self.hub.get() {
+            return Ok(hub);
+        }
+        let (client, remote) = self.runtime.hub(None, None).map_err(from_storage)?;
+        // Any orchestrator name is accepted here: the worker that serves it may connect later,
+        // as with every Durable Task backend.
+        Ok(self
+            .hub
+            .get_or_init(|| (client.accepting_any_name(), remote)))
+    }
+
+    /// The configured hub's client.
     fn client(&self) -> Result<Client, Status> {
-        let (client, _) = self.runtime.hub(None, None).map_err(from_storage)?;
-        Ok(client.accepting_any_name())
+        Ok(self.hub()?.0.clone())
     }
 
     fn remote(&self) -> Result<Arc<RemoteWork>, Status> {
-        let (_, remote) = self.runtime.hub(None, None).map_err(from_storage)?;
-        remote.ok_or_else(|| {
+        self.hub()?.1.clone().ok_or_else(|| {
             Status::failed_precondition(
                 "this taskhub server runs no executor (executor.enabled = false), so it hands out no work items",
             )
