@@ -21,6 +21,10 @@ pub struct Config {
     pub grpc_listen: Option<SocketAddr>,
     /// Task hub used when a request or command names none.
     pub task_hub: String,
+    /// Further task hubs this server runs (executors, leases, storage created on first use),
+    /// on every connection it offers. A request may name any other hub that already exists in
+    /// storage; it is only managed, never run, and opening it creates nothing.
+    pub task_hubs: Vec<String>,
     /// Name of the environment variable that holds the default connection string.
     pub connection_setting: String,
     /// Further connection settings a request may name with `connection=` (the default one is
@@ -56,6 +60,7 @@ impl Default for Config {
             // The Durable Task SDKs connect to localhost:4001 when given no address.
             grpc_listen: Some(SocketAddr::from(([127, 0, 0, 1], 4001))),
             task_hub: DEFAULT_HUB.into(),
+            task_hubs: Vec::new(),
             connection_setting: DEFAULT_CONNECTION_SETTING.into(),
             connections: Vec::new(),
             access_key: None,
@@ -140,16 +145,14 @@ impl Config {
         if let Some(v) = get("TASKHUB_TASK_HUB") {
             self.task_hub = v;
         }
+        if let Some(v) = get("TASKHUB_TASK_HUBS") {
+            self.task_hubs = comma_list(&v);
+        }
         if let Some(v) = get("TASKHUB_CONNECTION_SETTING") {
             self.connection_setting = v;
         }
         if let Some(v) = get("TASKHUB_CONNECTIONS") {
-            self.connections = v
-                .split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .map(str::to_string)
-                .collect();
+            self.connections = comma_list(&v);
         }
         if let Some(v) = get("TASKHUB_ACCESS_KEY") {
             self.access_key = Some(v).filter(|k| !k.is_empty());
@@ -177,6 +180,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `a, b,c` → `["a", "b", "c"]`, blanks dropped.
+fn comma_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// `"off"` (any case) or a socket address.

@@ -1,10 +1,17 @@
-//! One process's view of its task hubs: opens stores on demand, hands out management clients,
-//! and runs an executor for every hub it touches (unless the executor is disabled). With the gRPC
-//! endpoint on, each executor has a [`RemoteWork`] queue beside it that hands the orchestrations
-//! and activities this process has not registered to the connected SDK workers.
+//! One process's view of its task hubs: opens stores on demand and hands out management clients.
+//!
+//! Two kinds of hub, so that what a request names cannot grow the server:
+//! - the configured hubs (`task_hub` and `task_hubs`) run here: each gets an executor (unless
+//!   executors are off), a lease and its storage on first use, for the life of the process. With
+//!   the gRPC endpoint on, each executor has a [`RemoteWork`] queue beside it that hands the
+//!   orchestrations and activities this process has not registered to the connected SDK workers;
+//! - any other hub a request names is *visited*: served management-only if it already exists in
+//!   storage (another process runs it), a 404 otherwise. Asking creates nothing; at most
+//!   [`MAX_VISITED_HUBS`] stay open, and one unused for [`VISITED_HUB_IDLE`] is closed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::client::Client;
 use crate::config::Config;
@@ -13,10 +20,19 @@ use crate::engine::remote::RemoteWork;
 use crate::engine::Registry;
 use crate::storage::{Storage, StorageError};
 
+/// At most this many visited hubs are open at once; the least recently used goes first.
+pub const MAX_VISITED_HUBS: usize = 32;
+/// A visited hub unused this long is closed (its next request looks it up again).
+pub(crate) const VISITED_HUB_IDLE: Duration = Duration::from_secs(300);
+
 pub struct Runtime {
     storage: Storage,
     registry: Arc<Registry>,
     default_hub: String,
+    /// The hubs this process runs: the default and `task_hubs`.
+    configured_hubs: Vec<String>,
+    /// Open visited hubs by (connection setting as named, hub).
+    visited: Mutex<HashMap<(Option<String>, String), Visited>>,
     executor: Option<ExecutorOptions>,
     /// The connection settings a request may name: the default and `connections`.
     offered: Vec<String>,
@@ -24,6 +40,12 @@ pub struct Runtime {
     remote_workers: bool,
     /// Running executors, keyed by the address of the store they drive.
     executors: Mutex<HashMap<usize, HubWork>>,
+}
+
+/// A hub this process manages without running it.
+struct Visited {
+    client: Client,
+    last_used: Instant,
 }
 
 /// What runs for one hub.
@@ -51,6 +73,11 @@ impl Runtime {
             storage,
             registry: Arc::new(registry),
             default_hub: config.task_hub.clone(),
+            configured_hubs: std::iter::once(&config.task_hub)
+                .chain(&config.task_hubs)
+                .cloned()
+                .collect(),
+            visited: Mutex::new(HashMap::new()),
             executor,
             offered: std::iter::once(config.connection_setting.clone())
                 .chain(config.connections.iter().cloned())
@@ -68,7 +95,74 @@ impl Runtime {
         &self.registry
     }
 
+    /// A client for the hub a request names (`None`: the defaults). A configured hub is opened
+    /// with its executor; any other hub only if it exists in storage
+    /// ([`StorageError::NoSuchHub`] otherwise), management-only.
+    pub async fn request_client(
+        &self,
+        connection: Option<&str>,
+        hub: Option<&str>,
+    ) -> Result<Client, StorageError> {
+        let hub = hub.unwrap_or(&self.default_hub);
+        if self.configured_hubs.iter().any(|h| h == hub) {
+            return self.client(connection, Some(hub));
+        }
+        if let Some(name) = connection {
+            self.check_offered(name)?;
+        }
+        let key = (connection.map(str::to_string), hub.to_string());
+        if let Some(client) = self.visit(&key) {
+            return Ok(client);
+        }
+        let store = self.storage.open_detached(connection, hub)?;
+        if !store.hub_exists().await.map_err(StorageError::Open)? {
+            return Err(StorageError::NoSuchHub(hub.to_string()));
+        }
+        // Management only: no registry check on starts (the code runs in whichever process
+        // runs the hub), and no remote queue.
+        let client = Client::new(store, None);
+        self.remember_visited(key, client.clone());
+        Ok(client)
+    }
+
+    /// The open visited hub under `key`, if any; closes the ones idle too long on the way.
+    fn visit(&self, key: &(Option<String>, String)) -> Option<Client> {
+        let mut visited = self.visited.lock().unwrap();
+        let now = Instant::now();
+        visited.retain(|_, v| now.duration_since(v.last_used) < VISITED_HUB_IDLE);
+        let v = visited.get_mut(key)?;
+        v.last_used = now;
+        Some(v.client.clone())
+    }
+
+    fn remember_visited(&self, key: (Option<String>, String), client: Client) {
+        let mut visited = self.visited.lock().unwrap();
+        if visited.len() >= MAX_VISITED_HUBS && !visited.contains_key(&key) {
+            let oldest = visited
+                .iter()
+                .min_by_key(|(_, v)| v.last_used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                visited.remove(&oldest);
+            }
+        }
+        visited.insert(
+            key,
+            Visited {
+                client,
+                last_used: Instant::now(),
+            },
+        );
+    }
+
+    /// How many visited hubs are open now.
+    pub fn visited_hubs(&self) -> usize {
+        self.visited.lock().unwrap().len()
+    }
+
     /// A client for `hub` on `connection` (defaults when `None`), with an executor running there.
+    /// For the hubs this process runs (start-up, the gRPC endpoint); requests go through
+    /// [`request_client`](Self::request_client).
     pub fn client(
         &self,
         connection: Option<&str>,

@@ -28,6 +28,9 @@ pub enum StorageError {
     InvalidConnectionString { setting: String, message: String },
     #[error("Azure Storage connection strings are not supported by this build (built without the 'azure' feature)")]
     AzureNotSupported,
+    /// A request named a task hub this server does not run and that is not in storage.
+    #[error("the task hub '{0}' does not exist on this connection (this server runs the hubs named by its `task_hub` and `task_hubs` settings, and manages any other hub that already exists in storage)")]
+    NoSuchHub(String),
     #[error("cannot open storage: {0}")]
     Open(#[from] StoreError),
 }
@@ -121,47 +124,70 @@ impl Storage {
         })
     }
 
+    /// The store of `hub`, kept open for good: the same store for the same (connection, hub),
+    /// as a hub's executor needs.
     pub fn open(&self, setting: Option<&str>, hub: &str) -> Result<Arc<dyn Store>, StorageError> {
         match self.resolve(setting)? {
-            StorageSpec::Sqlite(path) => {
-                let db = {
-                    let mut dbs = self.sqlite.lock().unwrap();
-                    match dbs.get(&path) {
-                        Some(db) => db.clone(),
-                        None => {
-                            let db = SqliteDb::open(&path)?;
-                            dbs.insert(path, db.clone());
-                            db
-                        }
-                    }
-                };
-                Ok(db.hub(hub))
-            }
+            StorageSpec::Sqlite(path) => Ok(self.sqlite_db(path)?.hub(hub)),
             StorageSpec::AzureStorage(conn) => self.open_azure(conn, hub),
         }
     }
 
+    /// A store of `hub` that is not kept: for management calls on a hub this process runs no
+    /// executor for. It starts nothing and creates nothing until asked to write, and it is gone
+    /// with its last handle. (A SQLite file stays open: other hubs live in it.)
+    pub fn open_detached(
+        &self,
+        setting: Option<&str>,
+        hub: &str,
+    ) -> Result<Arc<dyn Store>, StorageError> {
+        match self.resolve(setting)? {
+            StorageSpec::Sqlite(path) => Ok(self.sqlite_db(path)?.detached_hub(hub)),
+            StorageSpec::AzureStorage(conn) => self.open_azure_detached(&conn, hub),
+        }
+    }
+
+    fn sqlite_db(&self, path: PathBuf) -> Result<Arc<SqliteDb>, StorageError> {
+        let mut dbs = self.sqlite.lock().unwrap();
+        if let Some(db) = dbs.get(&path) {
+            return Ok(db.clone());
+        }
+        let db = SqliteDb::open(&path)?;
+        dbs.insert(path, db.clone());
+        Ok(db)
+    }
+
     #[cfg(feature = "azure")]
     fn open_azure(&self, conn: String, hub: &str) -> Result<Arc<dyn Store>, StorageError> {
-        use crate::store::azure::{AzureOptions, AzureStore};
         let mut stores = self.azure.lock().unwrap();
         let key = (conn, hub.to_string());
         if let Some(s) = stores.get(&key) {
             return Ok(s.clone());
         }
+        let store = self.open_azure_detached(&key.0, hub)?;
+        stores.insert(key, store.clone());
+        Ok(store)
+    }
+
+    #[cfg(feature = "azure")]
+    fn open_azure_detached(&self, conn: &str, hub: &str) -> Result<Arc<dyn Store>, StorageError> {
+        use crate::store::azure::{AzureOptions, AzureStore};
         let opts = AzureOptions::from_env(|n| (self.env)(n)).map_err(|message| {
             StorageError::InvalidConnectionString {
                 setting: "TASKHUB_AZURE_*".into(),
                 message,
             }
         })?;
-        let store: Arc<dyn Store> = AzureStore::open(&key.0, hub, opts)?;
-        stores.insert(key, store.clone());
-        Ok(store)
+        Ok(AzureStore::open(conn, hub, opts)?)
     }
 
     #[cfg(not(feature = "azure"))]
     fn open_azure(&self, _conn: String, _hub: &str) -> Result<Arc<dyn Store>, StorageError> {
+        Err(StorageError::AzureNotSupported)
+    }
+
+    #[cfg(not(feature = "azure"))]
+    fn open_azure_detached(&self, _conn: &str, _hub: &str) -> Result<Arc<dyn Store>, StorageError> {
         Err(StorageError::AzureNotSupported)
     }
 }

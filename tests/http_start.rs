@@ -24,6 +24,8 @@ backend_tests!(
     wait_variant_on_failure_gives_the_status_object,
     user_level_sample_routes,
     graceful_shutdown_answers_waiters,
+    a_hub_nobody_runs_is_a_404_and_asking_creates_nothing,
+    a_hub_another_process_runs_is_managed_here_but_not_run,
 );
 
 async fn start_answers_202_with_the_v2_payload_and_headers(backend: Backend) {
@@ -314,7 +316,11 @@ async fn user_level_sample_routes(backend: Backend) {
 
 #[tokio::test]
 async fn task_hub_and_connection_select_where_instances_live() {
-    let app = spawn_with(|c| c.connections = vec!["Other".into()]).await;
+    let app = spawn_with(|c| {
+        c.connections = vec!["Other".into()];
+        c.task_hubs = vec!["OtherHub".into()];
+    })
+    .await;
     let r = app
         .post(&app.v2("/orchestrators/HelloSequence/h1?taskHub=OtherHub&connection=Other"))
         .await;
@@ -493,4 +499,102 @@ async fn browsers_cannot_drive_a_keyless_server_from_another_site() {
         .await
         .unwrap();
     assert_eq!(same_site.status(), StatusCode::ACCEPTED);
+}
+
+/// Every `taskHub` a request named once opened a hub for good, with an executor and a lease (200
+/// names: 11 → 131 MB; on Azure, queues, tables and containers). Now a hub the server does not
+/// run must already exist, and asking leaves nothing behind.
+async fn a_hub_nobody_runs_is_a_404_and_asking_creates_nothing(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    let hub = format!("Nobody{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    for r in [
+        app.get(&app.v2(&format!("/instances?taskHub={hub}"))).await,
+        app.get(&app.v2(&format!("/instances/x?taskHub={hub}")))
+            .await,
+        app.post(&app.v2(&format!("/orchestrators/HelloSequence?taskHub={hub}")))
+            .await,
+        app.delete(&app.v2(&format!(
+            "/instances?taskHub={hub}&createdTimeFrom=2020-01-01T00:00:00Z"
+        )))
+        .await,
+    ] {
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let body = json_body(r).await;
+        assert!(
+            body["ExceptionMessage"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("'{hub}' does not exist")),
+            "{body}"
+        );
+    }
+    assert!(!app.store_elsewhere(&hub).hub_exists().await.unwrap());
+    assert_eq!(app.runtime.visited_hubs(), 0);
+}
+
+/// A hub that exists in storage but that this server does not run (another process runs it):
+/// managed here, never run here.
+async fn a_hub_another_process_runs_is_managed_here_but_not_run(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    let hub = format!(
+        "Elsewhere{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let elsewhere = app.store_elsewhere(&hub);
+    taskhub::client::Client::new(elsewhere.clone(), None)
+        .start(
+            "HelloSequence",
+            Some(taskhub::model::InstanceId::parse("made-elsewhere").unwrap()),
+            Value::Null,
+        )
+        .await
+        .unwrap();
+
+    let url = |path: &str| app.v2(&format!("{path}?taskHub={hub}"));
+    let r = app.get(&url("/instances/made-elsewhere")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "Pending answers 202");
+    assert_eq!(json_body(r).await["runtimeStatus"], "Pending");
+    // A start through this server lands in that hub too, for its runner to run.
+    let r = app
+        .post(&url("/orchestrators/HelloSequence/started-here"))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(app.runtime.visited_hubs(), 1);
+
+    // The server's executors run its own hub: a sample there completes meanwhile...
+    let own = app.start("HelloSequence", &Value::Null).await;
+    app.until_status(&own, "Completed").await;
+    // ...while the visited hub's instances are still waiting for their runner.
+    for id in ["made-elsewhere", "started-here"] {
+        let r = app.get(&url(&format!("/instances/{id}"))).await;
+        assert_eq!(json_body(r).await["runtimeStatus"], "Pending", "{id}");
+    }
+    let r = app.post(&url("/instances/made-elsewhere/terminate")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+/// However many existing hubs requests name, only a bounded number stay open.
+#[tokio::test]
+async fn visited_hubs_are_bounded() {
+    let app = spawn_app().await;
+    let count = taskhub::runtime::MAX_VISITED_HUBS + 8;
+    for i in 0..count {
+        let hub = format!("Visited{i}");
+        taskhub::client::Client::new(app.store_elsewhere(&hub), None)
+            .start(
+                "HelloSequence",
+                Some(taskhub::model::InstanceId::parse("one").unwrap()),
+                Value::Null,
+            )
+            .await
+            .unwrap();
+        let r = app
+            .get(&app.v2(&format!("/instances/one?taskHub={hub}")))
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{hub}");
+    }
+    assert_eq!(
+        app.runtime.visited_hubs(),
+        taskhub::runtime::MAX_VISITED_HUBS
+    );
 }

@@ -18,6 +18,8 @@ pub const BAD_ARGUMENTS: &str = "One or more of the arguments submitted is incor
 pub enum ApiError {
     /// 404 with no body (unknown instance, or an unknown route in the v2 dialect).
     NotFound,
+    /// 404 with a body that says what is missing (a task hub, rather than an instance).
+    NotFoundBecause(ErrorBody),
     /// 410 with no body: the instance is terminal and cannot take the operation.
     Gone,
     BadRequest(ErrorBody),
@@ -76,6 +78,10 @@ impl From<StorageError> for ApiError {
                 "The connection named in the request cannot be used.",
                 e.to_string(),
             )),
+            StorageError::NoSuchHub(_) => Self::NotFoundBecause(ErrorBody::new(
+                "The task hub named in the request does not exist.",
+                e.to_string(),
+            )),
             StorageError::Open(_) => Self::Internal(e.to_string()),
         }
     }
@@ -91,6 +97,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND.into_response(),
+            Self::NotFoundBecause(body) => json(StatusCode::NOT_FOUND, &body),
             Self::Gone => StatusCode::GONE.into_response(),
             Self::BadRequest(body) => json(StatusCode::BAD_REQUEST, &body),
             Self::BadRequestString(s) => json(StatusCode::BAD_REQUEST, &s),

@@ -111,7 +111,8 @@ impl FromRequestParts<AppState> for Ctx {
         let client = state
             .shared
             .runtime
-            .client(connection.as_deref(), Some(&hub))?;
+            .request_client(connection.as_deref(), Some(&hub))
+            .await?;
         let origin = origin(&parts.headers, &parts.uri, state.shared.use_forwarded_host);
         let requested = parts
             .extensions

@@ -234,6 +234,34 @@ pub async fn create_and_get(make: Factory) {
 
 /// Tags are written with the start and read back by every read, untouched by checkpoints (the
 /// episode's state carries no say over them) and replaced by a new start.
+/// A name never used is no hub, and asking does not make it one; an instance makes it one, and
+/// `delete_hub` ends it.
+pub async fn hub_exists_only_once_used(make: Factory) {
+    let name = format!(
+        "tunused{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let store = make(name.clone()).await;
+    assert!(!store.hub_exists().await.unwrap());
+    assert!(!store.hub_exists().await.unwrap(), "asking created it");
+    assert!(store.get_instance("nobody").await.unwrap().is_none());
+    assert!(!store.hub_exists().await.unwrap(), "a read created it");
+
+    store
+        .create_instance(
+            new_instance("first", "Hello", at(1)),
+            ReusePolicy::ReplaceTerminal,
+        )
+        .await
+        .unwrap();
+    assert!(store.hub_exists().await.unwrap());
+    // Another handle on the same hub sees it too (a server opens hubs afresh).
+    assert!(make(name).await.hub_exists().await.unwrap());
+
+    store.delete_hub().await.unwrap();
+    assert!(!store.hub_exists().await.unwrap());
+}
+
 pub async fn tags_stay_with_the_instance(make: Factory) {
     let store = fresh(&make, "tags").await;
     let mut new = new_instance("tagged", "Hello", at(1));
@@ -1659,6 +1687,7 @@ pub async fn subscribe_sees_changes(make: Factory) {
 pub async fn run_all(make: Factory) {
     create_and_get(make.clone()).await;
     reuse_policies(make.clone()).await;
+    hub_exists_only_once_used(make.clone()).await;
     tags_stay_with_the_instance(make.clone()).await;
     send_message_needs_an_instance(make.clone()).await;
     rewind_makes_a_failed_instance_pending_at_once(make.clone()).await;
@@ -1692,6 +1721,7 @@ macro_rules! store_conformance_tests {
             $factory;
             create_and_get,
             reuse_policies,
+            hub_exists_only_once_used,
             tags_stay_with_the_instance,
             send_message_needs_an_instance,
             rewind_makes_a_failed_instance_pending_at_once,

@@ -296,6 +296,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes every instance, history event, message and activity of the hub.
     async fn delete_hub(&self) -> StoreResult<()>;
 
+    /// Whether the hub is there in storage: created, holding an instance, or run by some
+    /// process. Asking creates nothing, so a server can refuse a hub name nobody uses without
+    /// leaving a trace of it.
+    async fn hub_exists(&self) -> StoreResult<bool>;
+
     /// Writes a Pending row and enqueues the start message, atomically.
     async fn create_instance(&self, new: NewInstance, policy: ReusePolicy) -> StoreResult<()>;
 

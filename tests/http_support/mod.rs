@@ -230,6 +230,11 @@ impl TestApp {
         runtime
     }
 
+    /// `hub`'s store, opened as another process on the server's storage would open it.
+    pub fn store_elsewhere(&self, hub: &str) -> Arc<dyn taskhub::store::Store> {
+        (self.storage)().open_detached(None, hub).unwrap()
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

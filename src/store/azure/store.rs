@@ -432,6 +432,11 @@ impl Store for AzureStore {
         Ok(())
     }
 
+    /// DTFx creates the Instances table first and deletes it first, so it stands for the hub.
+    async fn hub_exists(&self) -> StoreResult<bool> {
+        Ok(self.hub.instances.exists().await?)
+    }
+
     async fn delete_hub(&self) -> StoreResult<()> {
         let h = &self.hub;
         // A later start in this process creates the hub again.

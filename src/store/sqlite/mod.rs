@@ -151,6 +151,12 @@ impl SqliteDb {
             .clone()
     }
 
+    /// A store of one hub that this handle does not keep: for a hub this process only manages
+    /// (it runs no executor there), so that dropping the store forgets the hub.
+    pub fn detached_hub(self: &Arc<Self>, name: &str) -> Arc<SqliteStore> {
+        SqliteStore::new(name, self.shared.clone())
+    }
+
     pub fn path(&self) -> &Path {
         &self.shared.path
     }
@@ -267,6 +273,12 @@ impl Store for SqliteStore {
     async fn create_hub(&self) -> StoreResult<()> {
         // The schema is created when the file is opened; a hub is just a key value.
         Ok(())
+    }
+
+    async fn hub_exists(&self) -> StoreResult<bool> {
+        self.shared
+            .readers
+            .run_point(|conn| reads::hub_exists(conn, &self.hub))
     }
 
     async fn delete_hub(&self) -> StoreResult<()> {

@@ -85,6 +85,17 @@ pub(super) fn read_instance(
         .map_err(backend)
 }
 
+/// A hub is a key value here: it exists while it holds an instance or a process holds its lease
+/// (both lookups are on primary keys).
+pub(super) fn hub_exists(conn: &Connection, hub: &str) -> StoreResult<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS(SELECT 1 FROM instances WHERE hub = ?1) \
+             OR EXISTS(SELECT 1 FROM leases WHERE hub = ?1)",
+    )
+    .and_then(|mut s| s.query_row([hub], |r| r.get(0)))
+    .map_err(backend)
+}
+
 pub(super) fn read_history(
     conn: &Connection,
     hub: &str,
