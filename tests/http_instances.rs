@@ -322,3 +322,45 @@ async fn until_fails_at_its_deadline_when_the_instance_never_appears() {
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert_eq!(message, "nobody never appeared in 1s");
 }
+
+/// `DELETE /instances/{id}` checked the status, then deleted whatever was there: a start of the
+/// same id that landed in between was answered 202 and then vanished (8 of 40). The check and
+/// the delete are now one write, so a start that was accepted is never lost to a racing purge.
+#[tokio::test]
+async fn a_start_racing_a_purge_of_the_same_id_is_never_lost() {
+    let app = http_support::spawn_app().await;
+    for round in 0..25 {
+        let id = format!("raced{round}");
+        let start = app.v2(&format!("/orchestrators/LongTimer/{id}"));
+        assert_eq!(
+            app.post_json(&start, &json!(60)).await.status(),
+            StatusCode::ACCEPTED
+        );
+        app.post(&app.v2(&format!("/instances/{id}/terminate")))
+            .await;
+        app.until_status(&id, "Terminated").await;
+
+        let purge = app.v2(&format!("/instances/{id}"));
+        let input = json!(60);
+        // Either may reach the server first: alternate which is sent first.
+        let (purged, started) = if round % 2 == 0 {
+            tokio::join!(app.delete(&purge), app.post_json(&start, &input))
+        } else {
+            let (s, p) = tokio::join!(app.post_json(&start, &input), app.delete(&purge));
+            (p, s)
+        };
+        let (purged, started) = (purged.status(), started.status());
+        assert!(
+            [StatusCode::OK, StatusCode::PRECONDITION_FAILED].contains(&purged),
+            "{purged}"
+        );
+        if started == StatusCode::ACCEPTED {
+            let r = app.get(&app.v2(&format!("/instances/{id}"))).await;
+            assert_ne!(
+                r.status(),
+                StatusCode::NOT_FOUND,
+                "round {round}: the start was accepted and then purged (purge said {purged})"
+            );
+        }
+    }
+}

@@ -1541,6 +1541,28 @@ pub async fn purge_one(make: Factory) {
     assert!(!store.get_history("kept").await.unwrap().is_empty());
 }
 
+/// The status is checked where the delete happens: a running instance is refused and kept whole.
+pub async fn purge_refuses_what_is_not_terminal(make: Factory) {
+    let store = fresh(&make, "purgerun").await;
+    store
+        .create_instance(
+            new_instance("running", "N", at(0)),
+            ReusePolicy::ReplaceTerminal,
+        )
+        .await
+        .unwrap();
+    match store.purge_instance("running").await {
+        Err(StoreError::NotTerminal {
+            instance_id,
+            status: RuntimeStatus::Pending,
+        }) => assert_eq!(instance_id, "running"),
+        other => panic!("expected NotTerminal(Pending), got {other:?}"),
+    }
+    assert!(store.get_instance("running").await.unwrap().is_some());
+    // Its start message is still there to run it.
+    assert_eq!(lock(&*store).await.instance_id, "running");
+}
+
 pub async fn purge_by_filter(make: Factory) {
     let store = fresh(&make, "purgemany").await;
     for i in 0..5 {
@@ -1707,6 +1729,7 @@ pub async fn run_all(make: Factory) {
     paging_is_exact(make.clone()).await;
     invalid_continuation_token(make.clone()).await;
     purge_one(make.clone()).await;
+    purge_refuses_what_is_not_terminal(make.clone()).await;
     purge_by_filter(make.clone()).await;
     delete_hub_leaves_other_hubs(make.clone()).await;
     subscribe_sees_changes(make).await;
@@ -1741,6 +1764,7 @@ macro_rules! store_conformance_tests {
             paging_is_exact,
             invalid_continuation_token,
             purge_one,
+            purge_refuses_what_is_not_terminal,
             purge_by_filter,
             delete_hub_leaves_other_hubs,
             subscribe_sees_changes,

@@ -40,6 +40,12 @@ pub enum StoreError {
         instance_id: String,
         status: RuntimeStatus,
     },
+    /// Only a terminal instance can be purged.
+    #[error("the instance '{instance_id}' is {status}; only a completed, failed or terminated instance can be purged")]
+    NotTerminal {
+        instance_id: String,
+        status: RuntimeStatus,
+    },
     #[error("the lock on this work item was lost (it expired or another worker took it)")]
     LockLost,
     #[error("invalid continuation token")]
@@ -330,8 +336,10 @@ pub trait Store: Send + Sync + 'static {
     /// the Azure Storage layout, DTFx's in-place history edit followed by a `GenericEvent`.
     async fn rewind(&self, id: &str, reason: Option<String>) -> StoreResult<()>;
 
-    /// Deletes one instance with its history and pending messages. Returns how many instances
-    /// were deleted (0 or 1).
+    /// Deletes one terminal instance with its history and pending messages. Returns how many
+    /// instances were deleted (0 or 1). The status is checked in the same write as the delete
+    /// (a non-terminal instance is [`StoreError::NotTerminal`] and stays), so a start or a
+    /// rewind that races the purge is never deleted with it.
     async fn purge_instance(&self, id: &str) -> StoreResult<u64>;
 
     /// Deletes up to `limit` instances that match, with their history and messages.

@@ -182,10 +182,34 @@ impl AzureStore {
         }
     }
 
+    /// [`purge_one`](Self::purge_one) of a terminal instance. Tables have no transactions across
+    /// partitions, so the row's ETag stands in for one: the status is read with it, and the row
+    /// is deleted only if it is still that row. A start (or rewind) that rewrote it meanwhile
+    /// fails the delete, and the new instance stays.
+    async fn purge_terminal(&self, id: &str) -> StoreResult<u64> {
+        let Some(row) = self.hub.read_row(id).await? else {
+            return Ok(0);
+        };
+        let status = entities::record_from_row(&row).runtime_status;
+        if !status.is_terminal() {
+            return Err(StoreError::NotTerminal {
+                instance_id: id.to_string(),
+                status,
+            });
+        }
+        self.purge_one_if(id, row_etag(&row).as_deref()).await
+    }
+
     async fn purge_one(&self, id: &str) -> StoreResult<u64> {
         if self.hub.read_row(id).await?.is_none() {
             return Ok(0);
         }
+        self.purge_one_if(id, None).await
+    }
+
+    /// Deletes the history and blobs, then the row (only while its ETag is `etag`, if given):
+    /// a crash in between leaves the row, so purging again finishes the job.
+    async fn purge_one_if(&self, id: &str, etag: Option<&str>) -> StoreResult<u64> {
         history::delete_all(&self.hub, id).await?;
         // Message blobs live under the raw id, history blobs under the escaped one. DTFx lists
         // by the raw id without '/', which also deletes other instances' blobs; we do not.
@@ -194,8 +218,13 @@ impl AzureStore {
         if esc != id {
             self.hub.large.delete_prefix(&format!("{esc}/")).await?;
         }
-        let deleted = self.hub.instances.delete(&esc, "", None).await?;
-        Ok(deleted as u64)
+        match self.hub.instances.delete(&esc, "", etag).await {
+            Ok(deleted) => Ok(deleted as u64),
+            // The row changed after it was read as terminal: a new execution started under the
+            // id. What was purged (the old execution's history) is gone; the new one stays.
+            Err(e) if e.is(412) => Ok(1),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn take_lock(&self, token: &str) -> StoreResult<OrchLock> {
@@ -514,7 +543,7 @@ impl Store for AzureStore {
     }
 
     async fn purge_instance(&self, id: &str) -> StoreResult<u64> {
-        self.purge_one(id).await
+        self.purge_terminal(id).await
     }
 
     async fn purge_instances(&self, f: &InstanceFilter, limit: usize) -> StoreResult<PurgeResult> {

@@ -403,6 +403,14 @@ impl Store for SqliteStore {
     async fn purge_instance(&self, id: &str) -> StoreResult<u64> {
         let (hub, id) = (self.hub.clone(), id.to_owned());
         self.write_effects(move |conn| {
+            if let Some(status) = writes::instance_status(conn, &hub, &id)? {
+                if !status.is_terminal() {
+                    return Err(StoreError::NotTerminal {
+                        instance_id: id,
+                        status,
+                    });
+                }
+            }
             let deleted = writes::purge(conn, &hub, &id)?;
             let id: Arc<str> = Arc::from(id);
             let effects = Effects {
