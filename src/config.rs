@@ -41,6 +41,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Where the embedded SQLite database lives when no connection string is set.
     pub sqlite_path: PathBuf,
+    /// Serve the built-in sample orchestrations (`false`: only the application's own, and the
+    /// SDK workers').
+    pub samples: bool,
     pub executor: ExecutorConfig,
 }
 
@@ -68,6 +71,7 @@ impl Default for Config {
             use_forwarded_host: false,
             max_body_bytes: 4 * 1024 * 1024,
             sqlite_path: PathBuf::from(DEFAULT_SQLITE_PATH),
+            samples: true,
             executor: ExecutorConfig::default(),
         }
     }
@@ -168,6 +172,9 @@ impl Config {
         }
         if let Some(v) = get("TASKHUB_SQLITE_PATH") {
             self.sqlite_path = PathBuf::from(v);
+        }
+        if let Some(v) = get("TASKHUB_SAMPLES") {
+            self.samples = parse("TASKHUB_SAMPLES", &v)?;
         }
         if let Some(v) = get("TASKHUB_EXECUTOR_ENABLED") {
             self.executor.enabled = parse("TASKHUB_EXECUTOR_ENABLED", &v)?;

@@ -17,6 +17,18 @@ pub fn registry() -> Registry {
     r
 }
 
+/// Removes the samples from a registry (`samples = false`): a server open to others need not
+/// run code it was never asked to. Names an application registered itself under a sample's
+/// name go too.
+pub fn unregister(r: &mut Registry) {
+    r.remove_all_of(&registry());
+}
+
+/// `FanOutFanIn` runs at most this many branches.
+pub const MAX_FAN_OUT: f64 = 1000.0;
+/// `WaitForApproval` and `LongTimer` wait at most this long (a year), in seconds.
+pub const MAX_WAIT_SECONDS: f64 = 366.0 * 24.0 * 3600.0;
+
 /// Adds the samples to an application's own registry.
 pub fn register(r: &mut Registry) {
     r.activity("SayHello", say_hello)
@@ -58,7 +70,7 @@ pub fn register(r: &mut Registry) {
         Ok(Value::Array(out))
     })
     .orchestrator("FanOutFanIn", |ctx: OrchestrationContext| async move {
-        let n = number_in(ctx.input()?, 10.0)? as i64;
+        let n = at_most(number_in(ctx.input()?, 10.0)?, MAX_FAN_OUT, "branches")? as i64;
         let calls = (1..=n).map(|i| ctx.call_activity("FanOutWork", i));
         let mut sum = 0.0;
         for r in join_all(calls).await {
@@ -67,7 +79,11 @@ pub fn register(r: &mut Registry) {
         Ok(json!(sum as i64))
     })
     .orchestrator("WaitForApproval", |ctx: OrchestrationContext| async move {
-        let seconds = number_in(ctx.input()?, 3600.0)?;
+        let seconds = at_most(
+            number_in(ctx.input()?, 3600.0)?,
+            MAX_WAIT_SECONDS,
+            "seconds",
+        )?;
         ctx.set_custom_status("waiting");
         match ctx
             .wait_for_external_event_with_timeout("Approval", Duration::from_secs_f64(seconds))
@@ -89,7 +105,7 @@ pub fn register(r: &mut Registry) {
         Ok(ctx.call_activity("FlakyStep", ctx.instance_id()).await?)
     })
     .orchestrator("LongTimer", |ctx: OrchestrationContext| async move {
-        let seconds = number_in(ctx.input()?, 60.0)?;
+        let seconds = at_most(number_in(ctx.input()?, 60.0)?, MAX_WAIT_SECONDS, "seconds")?;
         let fire_at =
             ctx.current_utc_datetime() + chrono::Duration::milliseconds((seconds * 1000.0) as i64);
         ctx.create_timer(fire_at).await;
@@ -146,6 +162,17 @@ fn number_in(input: Value, default: f64) -> Result<f64, OrchestrationError> {
     })
 }
 
+/// A sample's input bound: `n` itself, or a failure that says the bound.
+fn at_most(n: f64, max: f64, what: &str) -> Result<f64, OrchestrationError> {
+    if n <= max {
+        Ok(n)
+    } else {
+        Err(OrchestrationError::new(format!(
+            "the input asks for {n} {what}; this sample takes at most {max}"
+        )))
+    }
+}
+
 /// `SlowSequence`'s and `Sleep`'s input: milliseconds per step, default 1000, at most a minute.
 fn step_millis(input: Value) -> Result<u64, OrchestrationError> {
     Ok(number_in(input, 1000.0)?.min(60_000.0).round() as u64)
@@ -154,6 +181,28 @@ fn step_millis(input: Value) -> Result<u64, OrchestrationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sample_inputs_are_bounded() {
+        assert_eq!(at_most(1000.0, MAX_FAN_OUT, "branches").unwrap(), 1000.0);
+        let e = at_most(1e7, MAX_FAN_OUT, "branches").unwrap_err();
+        assert_eq!(
+            e.message,
+            "the input asks for 10000000 branches; this sample takes at most 1000"
+        );
+        assert!(at_most(1e300, MAX_WAIT_SECONDS, "seconds").is_err());
+    }
+
+    #[test]
+    fn unregister_removes_every_sample_and_keeps_the_apps_own() {
+        let mut r = registry();
+        r.orchestrator("Mine", |_ctx: OrchestrationContext| async move {
+            Ok(Value::Null)
+        });
+        unregister(&mut r);
+        assert_eq!(r.orchestrator_names(), vec!["Mine"]);
+        assert!(r.get_activity("SayHello").is_none());
+    }
 
     #[test]
     fn numbers_may_come_as_strings() {

@@ -52,9 +52,12 @@ impl Server {
     /// start instead of the first request.
     pub fn with_storage(
         config: Config,
-        registry: Registry,
+        mut registry: Registry,
         storage: Storage,
     ) -> anyhow::Result<Self> {
+        if !config.samples {
+            crate::samples::unregister(&mut registry);
+        }
         let runtime = Arc::new(Runtime::with_storage(&config, registry, storage));
         runtime
             .client(None, None)

@@ -598,3 +598,34 @@ async fn visited_hubs_are_bounded() {
         taskhub::runtime::MAX_VISITED_HUBS
     );
 }
+
+/// `samples = false`: a server open to others runs no code it was not asked to run.
+#[tokio::test]
+async fn a_server_without_the_samples_does_not_start_them() {
+    let app = spawn_with(|c| c.samples = false).await;
+    let r = app.post(&app.v2("/orchestrators/HelloSequence")).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body = json_body(r).await;
+    assert!(
+        body["ExceptionMessage"]
+            .as_str()
+            .unwrap()
+            .contains("HelloSequence"),
+        "{body}"
+    );
+}
+
+/// A sample's input is bounded: `FanOutFanIn` with ten million branches fails with the reason
+/// instead of taking the server's memory.
+#[tokio::test]
+async fn sample_inputs_beyond_their_bounds_fail_the_instance_with_the_reason() {
+    let app = spawn_app().await;
+    let id = app.start("FanOutFanIn", &json!(10_000_000)).await;
+    let status = app.until_status(&id, "Failed").await;
+    assert!(
+        status["output"]
+            .to_string()
+            .contains("this sample takes at most 1000"),
+        "{status}"
+    );
+}

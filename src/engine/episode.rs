@@ -188,7 +188,9 @@ pub fn remote_result(
         custom_status,
         rejected,
     } = decision;
-    let rejected = rejected.or_else(|| contradiction(&episode.history, &actions));
+    let rejected = rejected
+        .or_else(|| super::replay::too_many_actions(actions.len()))
+        .or_else(|| contradiction(&episode.history, &actions));
     let outcome = match rejected {
         Some(failure) => {
             actions.clear();

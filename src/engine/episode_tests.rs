@@ -499,3 +499,32 @@ fn a_registered_orchestrator_is_decided_in_process() {
     assert_eq!(state.runtime_status, RuntimeStatus::Completed);
     assert_eq!(state.output.as_deref(), Some("7"));
 }
+
+/// History `ExecutionStarted`; new `EventRaised`; the worker answers with one more new step than
+/// an episode may have. Nothing of the answer is written: the instance fails with the reason.
+#[test]
+fn a_worker_answer_with_more_steps_than_allowed_fails_the_instance() {
+    let episode = running_episode(vec![started("e1")]);
+    let actions = (0..=super::replay::MAX_NEW_ACTIONS as i32)
+        .map(|id| Action::ScheduleActivity {
+            id,
+            name: "Act".into(),
+            input: None,
+        })
+        .collect();
+    let result = remote_result(
+        &episode,
+        ev(-1, EventKind::OrchestratorStarted),
+        RemoteDecision {
+            actions,
+            ..RemoteDecision::default()
+        },
+        t(2),
+    );
+    let c = committed(commit(&episode, result, t(2)));
+    assert!(c.activities.is_empty());
+    let state = c.state.expect("the row is updated");
+    assert_eq!(state.runtime_status, RuntimeStatus::Failed);
+    let output = state.output.unwrap();
+    assert!(output.contains("at most 50000 are allowed"), "{output}");
+}

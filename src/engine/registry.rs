@@ -138,4 +138,12 @@ impl Registry {
         names.sort_unstable();
         names
     }
+
+    /// Removes every orchestrator and activity `other` registers (by name).
+    pub fn remove_all_of(&mut self, other: &Registry) {
+        self.orchestrators
+            .retain(|name, _| !other.orchestrators.contains_key(name));
+        self.activities
+            .retain(|name, _| !other.activities.contains_key(name));
+    }
 }

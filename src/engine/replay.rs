@@ -339,8 +339,12 @@ impl<'a> Replayer<'a> {
                 ),
             });
         }
-        let outcome = self.outcome.take().unwrap_or(Outcome::Running);
+        let mut outcome = self.outcome.take().unwrap_or(Outcome::Running);
         let mut s = self.ctx.state.borrow_mut();
+        if let Some(failure) = too_many_actions(s.pending_actions.len()) {
+            s.pending_actions.clear();
+            outcome = Outcome::Failed { failure };
+        }
         let terminal = outcome.is_terminal();
         let actions: Vec<Action> = std::mem::take(&mut s.pending_actions)
             .into_values()
@@ -382,6 +386,24 @@ impl<'a> Replayer<'a> {
             input: s.input.clone(),
         }
     }
+}
+
+/// At most this many new steps (activities, timers, sub-orchestrations, events sent) in one
+/// episode. Each is a history row and a message written in one commit; an orchestrator that
+/// schedules more (a fan-out over an unbounded input, say) fails with the reason instead of
+/// exhausting the server's memory and its store's transaction.
+pub const MAX_NEW_ACTIONS: usize = 50_000;
+
+/// Why an episode with `count` new actions cannot be committed, if it cannot.
+pub(super) fn too_many_actions(count: usize) -> Option<FailureDetails> {
+    (count > MAX_NEW_ACTIONS).then(|| {
+        FailureDetails::new(
+            "TooManyActions",
+            format!(
+                "The orchestrator scheduled {count} new steps in one episode; at most {MAX_NEW_ACTIONS} are allowed. Schedule large fan-outs in batches (or in sub-orchestrations)."
+            ),
+        )
+    })
 }
 
 pub(super) fn action_event(a: &Action, now: DateTime<Utc>) -> HistoryEvent {

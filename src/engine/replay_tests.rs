@@ -117,6 +117,12 @@ fn registry() -> Registry {
         }
         Ok(json!(n))
     });
+    r.orchestrator("FanOut", |ctx: OrchestrationContext| async move {
+        let n: usize = ctx.input()?;
+        let calls: Vec<_> = (0..n).map(|i| ctx.call_activity("Work", i)).collect();
+        futures::future::join_all(calls).await;
+        Ok(Value::Null)
+    });
     r.orchestrator("Guids", |ctx: OrchestrationContext| async move {
         let a = ctx.new_guid();
         let replaying = ctx.is_replaying();
@@ -475,4 +481,37 @@ fn rewind_marks_the_failure_and_replay_schedules_the_task_again() {
         &r.actions[0],
         Action::ScheduleActivity { id: 0, .. }
     ));
+}
+
+#[test]
+fn an_episode_may_schedule_up_to_the_action_limit() {
+    let n = super::replay::MAX_NEW_ACTIONS;
+    let r = run("FanOut", &[], &[started("FanOut", json!(n))]);
+    assert_eq!(r.outcome, Outcome::Running);
+    assert_eq!(r.actions.len(), n);
+}
+
+/// Events: ExecutionStarted (input one more than the limit). The fan-out's steps are never
+/// written: the instance fails with the reason, and its history ends there.
+#[test]
+fn an_episode_that_schedules_more_than_the_limit_fails_with_the_reason() {
+    let n = super::replay::MAX_NEW_ACTIONS + 1;
+    let r = run("FanOut", &[], &[started("FanOut", json!(n))]);
+    let Outcome::Failed { failure } = &r.outcome else {
+        panic!("expected a failure, got {:?}", r.outcome)
+    };
+    assert_eq!(failure.error_type, "TooManyActions");
+    assert!(failure
+        .error_message
+        .contains(&format!("scheduled {n} new steps")));
+    assert!(r.actions.is_empty());
+    assert_eq!(
+        types(&r.new_events),
+        vec![
+            EventType::OrchestratorStarted,
+            EventType::ExecutionStarted,
+            EventType::ExecutionCompleted,
+            EventType::OrchestratorCompleted
+        ]
+    );
 }
