@@ -247,12 +247,14 @@ async fn work_deleted_by_another_handle_is_forgotten() {
             .await
             .unwrap();
     }
+    // Finished (only a terminal instance can be purged), then a late event for each.
     for _ in 0..3 {
         let item = lock(&*server).await;
-        server
-            .complete_orchestration(&item, commit(&item))
-            .await
-            .unwrap();
+        let mut done = commit(&item);
+        if let Some(state) = done.state.as_mut() {
+            state.runtime_status = RuntimeStatus::Completed;
+        }
+        server.complete_orchestration(&item, done).await.unwrap();
     }
     for id in ["idle", "busy", "kept"] {
         server.send_message(raised(id, "pending")).await.unwrap();

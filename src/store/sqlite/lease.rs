@@ -139,37 +139,63 @@ impl SqliteStore {
     }
 }
 
-/// A lease owner id: `{host}:{pid}:{random}`. Host and pid let a successor on the same machine
-/// see that the holder was killed and take over at once instead of waiting for expiry.
+/// A lease owner id: `{scope}:{pid}:{random}`, where the scope names the pid namespace the pid
+/// is valid in: host name, boot id and pid namespace. A successor in the same scope can see that
+/// the holder was killed and take over at once instead of waiting for expiry. The host name alone
+/// is not enough: containers share it across pid namespaces (and a reused name across boots),
+/// where a pid that is absent here may be a live process there; a second server once took the
+/// lease from a live one that way and ran an activity twice at once.
 pub(super) fn owner_id() -> String {
     format!(
         "{}:{}:{}",
-        hostname(),
+        pid_scope(),
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     )
 }
 
-/// True only when the holder ran on this host and its process no longer exists.
+/// True only when the holder ran in this pid scope and its process no longer exists. An owner
+/// from elsewhere (or from an older version, which wrote the bare host name) waits for expiry.
 pub(super) fn holder_is_dead(owner: &str) -> bool {
     let mut parts = owner.splitn(3, ':');
-    let (Some(host), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(scope), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
     };
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
     let proc_root = std::path::Path::new("/proc");
-    host == hostname()
+    let here = pid_scope();
+    !here.is_empty()
+        && scope == here
         && pid != std::process::id()
         && proc_root.join("self").exists()
         && !proc_root.join(pid.to_string()).exists()
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
+/// `{host}/{boot id}/{pid namespace inode}`, or empty when any part cannot be read (then no
+/// holder is ever taken for dead).
+fn pid_scope() -> String {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let host = read("/proc/sys/kernel/hostname");
+    let boot = read("/proc/sys/kernel/random/boot_id");
+    // `pid:[4026531836]`
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|l| {
+            l.to_string_lossy()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    if host.is_empty() || boot.is_empty() || ns.is_empty() {
+        return String::new();
+    }
+    format!("{host}/{boot}/{ns}")
 }
 
 #[cfg(test)]
@@ -177,12 +203,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_vanished_process_on_this_host_counts_as_dead() {
+    fn only_a_vanished_process_in_this_pid_namespace_counts_as_dead() {
         let me = owner_id();
         assert!(!holder_is_dead(&me), "this process is alive");
-        let host = hostname();
+        let scope = pid_scope();
+        assert!(
+            !scope.is_empty(),
+            "/proc gives host, boot id and pid namespace here"
+        );
         // Pids are bounded by pid_max (at most 2^22), so this one cannot exist.
-        assert!(holder_is_dead(&format!("{host}:4294967290:x")));
+        assert!(holder_is_dead(&format!("{scope}:4294967290:x")));
+        let (host, rest) = scope.split_once('/').unwrap();
+        let (boot, _ns) = rest.split_once('/').unwrap();
+        // Same host and boot, another pid namespace (another container): maybe alive there.
+        assert!(!holder_is_dead(&format!("{host}/{boot}/1:4294967290:x")));
+        // The bare host name older versions wrote says nothing about the namespace.
+        assert!(!holder_is_dead(&format!("{host}:4294967290:x")));
         assert!(!holder_is_dead("other-host:4294967290:x"));
         assert!(!holder_is_dead("legacy-owner-without-pid"));
     }

@@ -92,6 +92,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// The one read-write connection; creates the file and the schema if needed.
 pub(super) fn open_writer(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(backend)?;
+    // Before anything writes: switching to WAL alone would change another program's file.
+    ensure_ours(&conn, path)?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
         .map_err(backend)?;
@@ -114,6 +116,46 @@ pub(super) fn open_writer(path: &Path) -> StoreResult<Connection> {
         .map_err(backend)?;
     migrate(&conn)?;
     Ok(conn)
+}
+
+/// Refuses a file that is neither empty nor a taskhub database: a mistyped path or connection
+/// setting must not turn another application's database into ours (WAL, tables, a lease row).
+/// Reading the schema also stops a file that is not SQLite at all, or whose first pages are
+/// damaged, here, with its name, instead of at the first write.
+fn ensure_ours(conn: &Connection, path: &Path) -> StoreResult<()> {
+    let unreadable = |e: rusqlite::Error| {
+        backend(format!(
+            "{} cannot be read as a SQLite database ({e}); if it is a damaged taskhub database, restore it from a backup or move it aside",
+            path.display()
+        ))
+    };
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(unreadable)?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(unreadable)?;
+    let ours = version >= 1 && tables.iter().any(|t| t == "instances");
+    if tables.is_empty() || ours {
+        return Ok(());
+    }
+    let mut listed = tables
+        .iter()
+        .take(5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if tables.len() > 5 {
+        listed.push_str(", …");
+    }
+    Err(backend(format!(
+        "{} is not a taskhub database (it holds other tables: {listed}); refusing to change it",
+        path.display()
+    )))
 }
 
 fn migrate(conn: &Connection) -> StoreResult<()> {

@@ -134,3 +134,39 @@ fn a_version_1_file_gains_the_tags_column_and_keeps_its_rows() {
         .unwrap();
     assert_eq!((id.as_str(), tags), ("old", None));
 }
+
+/// A connection setting pointed at another application's database once turned it into ours
+/// (WAL, six tables, a lease row). Such a file, and one that is not SQLite at all, is refused
+/// unchanged; an empty file is a new database.
+#[test]
+fn a_file_that_is_not_a_taskhub_database_is_refused_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("app.db");
+    {
+        let conn = rusqlite::Connection::open(&foreign).unwrap();
+        conn.execute_batch("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT);")
+            .unwrap();
+    }
+    let before = std::fs::read(&foreign).unwrap();
+    let e = open_writer(&foreign).unwrap_err().to_string();
+    assert!(
+        e.contains("is not a taskhub database (it holds other tables: users)"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&foreign).unwrap(),
+        before,
+        "the file was changed"
+    );
+    assert!(!dir.path().join("app.db-wal").exists());
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x5a_u8; 8192]).unwrap();
+    let e = open_writer(&garbage).unwrap_err().to_string();
+    assert!(e.contains("cannot be read as a SQLite database"), "{e}");
+
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    open_writer(&empty).unwrap();
+    open_writer(&empty).expect("our own file opens again");
+}
