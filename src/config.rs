@@ -31,8 +31,15 @@ pub struct Config {
     /// always offered). Any other name is refused: a request must not open whatever database
     /// an environment variable of the server happens to point at.
     pub connections: Vec<String>,
-    /// Access key every HTTP request must carry (`code=` or `x-functions-key`), if set.
+    /// Access key every HTTP request must carry (`code=` or `x-functions-key`), if set. It also
+    /// signs the instance links in generated URLs.
     pub access_key: Option<String>,
+    /// More keys with the same powers as `access_key` (for rotation); need `access_key`.
+    pub access_keys: Vec<String>,
+    /// Keys that may only read (GET requests); need `access_key`.
+    pub read_only_keys: Vec<String>,
+    /// How long the instance links in generated URLs work, in seconds (unset: no expiry).
+    pub link_ttl_seconds: Option<u64>,
     /// Allow listening on a non-loopback address without an access key.
     pub allow_unauthenticated_public: bool,
     /// Build management URLs from `X-Forwarded-Host` / `X-Forwarded-Proto` when both are present.
@@ -67,6 +74,9 @@ impl Default for Config {
             connection_setting: DEFAULT_CONNECTION_SETTING.into(),
             connections: Vec::new(),
             access_key: None,
+            access_keys: Vec::new(),
+            read_only_keys: Vec::new(),
+            link_ttl_seconds: None,
             allow_unauthenticated_public: false,
             use_forwarded_host: false,
             max_body_bytes: 4 * 1024 * 1024,
@@ -160,6 +170,15 @@ impl Config {
         }
         if let Some(v) = get("TASKHUB_ACCESS_KEY") {
             self.access_key = Some(v).filter(|k| !k.is_empty());
+        }
+        if let Some(v) = get("TASKHUB_ACCESS_KEYS") {
+            self.access_keys = comma_list(&v);
+        }
+        if let Some(v) = get("TASKHUB_READ_ONLY_KEYS") {
+            self.read_only_keys = comma_list(&v);
+        }
+        if let Some(v) = get("TASKHUB_LINK_TTL_SECONDS") {
+            self.link_ttl_seconds = Some(parse("TASKHUB_LINK_TTL_SECONDS", &v)?);
         }
         if let Some(v) = get("TASKHUB_ALLOW_UNAUTHENTICATED_PUBLIC") {
             self.allow_unauthenticated_public = parse("TASKHUB_ALLOW_UNAUTHENTICATED_PUBLIC", &v)?;

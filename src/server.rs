@@ -94,7 +94,7 @@ impl Server {
             tracing::info!(%address, hub = self.runtime.default_hub(), "serving the Durable Task gRPC endpoint");
             let stopped = stop_requested(stopped.clone());
             let runtime = self.runtime.clone();
-            let key = self.config.access_key.clone();
+            let key = crate::http::keys::Keys::from_config(&self.config).map(Arc::new);
             serving.spawn(async move {
                 crate::grpc::serve(grpc, runtime, key, stopped)
                     .await
@@ -159,14 +159,33 @@ const MIN_KEY_CHARS: usize = 16;
 /// needs a key or an explicit opt-out. A key that is set must be a real one: an empty
 /// `access_key = ""` once counted as "a key" here and then as none when requests were checked.
 fn check_exposure(config: &Config) -> anyhow::Result<()> {
-    if let Some(key) = &config.access_key {
+    let named = |setting: &'static str, keys: &[String]| {
+        keys.iter()
+            .map(move |k| (setting, k.clone()))
+            .collect::<Vec<_>>()
+    };
+    let all_keys = config
+        .access_key
+        .iter()
+        .map(|k| ("access_key", k.clone()))
+        .chain(named("access_keys", &config.access_keys))
+        .chain(named("read_only_keys", &config.read_only_keys));
+    for (setting, key) in all_keys {
         let chars = key.trim().chars().count();
         if chars < MIN_KEY_CHARS {
             anyhow::bail!(
-                "access_key is {chars} characters long; use at least {MIN_KEY_CHARS} (a random \
-                 string), or remove the setting to run without a key"
+                "a key in {setting} is {chars} characters long; use at least {MIN_KEY_CHARS} \
+                 (a random string), or remove the setting to run without a key"
             );
         }
+    }
+    if config.access_key.is_none()
+        && !(config.access_keys.is_empty() && config.read_only_keys.is_empty())
+    {
+        anyhow::bail!(
+            "access_keys and read_only_keys need access_key (TASKHUB_ACCESS_KEY): it is the \
+             primary key, and it signs the instance links in generated URLs"
+        );
     }
     let public = !is_loopback(&config.listen);
     if public && config.access_key.is_none() && !config.allow_unauthenticated_public {
@@ -257,6 +276,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn rotation_and_read_only_keys_are_checked_like_the_key_and_need_it() {
+        let ok = Config {
+            access_key: Some("a-long-enough-random-key".into()),
+            access_keys: vec!["the-next-random-key-0".into()],
+            read_only_keys: vec!["a-read-only-random-key".into()],
+            ..Config::default()
+        };
+        assert!(check_exposure(&ok).is_ok());
+        let short = Config {
+            read_only_keys: vec!["short".into()],
+            ..ok.clone()
+        };
+        let refused = check_exposure(&short).unwrap_err().to_string();
+        assert!(
+            refused.contains("a key in read_only_keys is 5 characters"),
+            "{refused}"
+        );
+        let without_primary = Config {
+            access_key: None,
+            ..ok
+        };
+        let refused = check_exposure(&without_primary).unwrap_err().to_string();
+        assert!(refused.contains("need access_key"), "{refused}");
     }
 
     #[test]

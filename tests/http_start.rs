@@ -409,26 +409,117 @@ async fn forwarded_host_is_used_only_when_enabled() {
 
 #[tokio::test]
 async fn access_key_is_required_and_carried_by_generated_urls() {
-    let app = spawn_with(|c| c.access_key = Some("k3y/+".into())).await;
+    let app = spawn_with(|c| c.access_key = Some("k3y/+-long-enough-key".into())).await;
     let r = app.post(&app.v2("/orchestrators/HelloSequence")).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(json_body(r).await["Message"], "Unauthorized");
     let r = app
         .http
         .post(app.v2("/orchestrators/HelloSequence"))
-        .header("x-functions-key", "k3y/+")
+        .header("x-functions-key", "k3y/+-long-enough-key")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let body = json_body(r).await;
     let url = body["statusQueryGetUri"].as_str().unwrap();
-    assert!(url.ends_with("&connection=Storage&code=k3y%2F%2B"), "{url}");
+    assert!(url.contains("&connection=Storage&code=l1.0."), "{url}");
     assert!(app.get(url).await.status().is_success());
     assert_eq!(
         app.get(&app.v2("/instances?code=wrong")).await.status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// The URLs an application hands to its users (Durable Functions' extension issue 838) carry a
+/// code for that one instance, never the key: it opens that instance's routes, and nothing else.
+#[tokio::test]
+async fn generated_urls_carry_a_link_for_their_instance_not_the_key() {
+    const KEY: &str = "the-primary-key-0123456789";
+    let app = spawn_with(|c| c.access_key = Some(KEY.into())).await;
+    let start = |id: &str| {
+        app.http
+            .post(app.v2(&format!("/orchestrators/WaitForApproval/{id}")))
+            .header("x-functions-key", KEY)
+            .send()
+    };
+    let mine = json_body(start("mine").await.unwrap()).await;
+    start("theirs").await.unwrap();
+    for (name, url) in mine.as_object().unwrap() {
+        let url = url.as_str().unwrap();
+        assert!(!url.contains(KEY), "{name} carries the key: {url}");
+    }
+    let status = mine["statusQueryGetUri"].as_str().unwrap();
+    assert_eq!(app.get(status).await.status(), StatusCode::ACCEPTED);
+    let code = status.split("code=").nth(1).unwrap();
+
+    // The same code on another instance, on the list, or on a start: refused, and why.
+    let theirs = app.v2(&format!("/instances/theirs?code={code}"));
+    let r = app.get(&theirs).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(json_body(r).await["ExceptionMessage"]
+        .as_str()
+        .unwrap()
+        .contains("only the management routes of the instance it was made for"));
+    for r in [
+        app.get(&app.v2(&format!("/instances?code={code}"))).await,
+        app.post(&app.v2(&format!("/orchestrators/HelloSequence?code={code}")))
+            .await,
+        app.get(&app.v2(&format!("/instances/mine?taskHub=OtherHub&code={code}")))
+            .await,
+    ] {
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+
+    // Every operation URL of its own instance works with it.
+    let raise = mine["sendEventPostUri"]
+        .as_str()
+        .unwrap()
+        .replace("{eventName}", "Approval");
+    let r = app.post_json(&raise, &json!(true)).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = app.get(status).await;
+    assert!(r.status().is_success());
+    let purge = mine["purgeHistoryDeleteUri"].as_str().unwrap();
+    let done = loop {
+        let r = app.delete(purge).await;
+        if r.status() != StatusCode::PRECONDITION_FAILED {
+            break r.status();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done, StatusCode::OK);
+}
+
+/// A second full key (rotation) does everything; a read-only key only reads.
+#[tokio::test]
+async fn rotated_and_read_only_keys_do_what_they_are_for() {
+    let app = spawn_with(|c| {
+        c.access_key = Some("the-primary-key-0123456789".into());
+        c.access_keys = vec!["the-next-key-0123456789".into()];
+        c.read_only_keys = vec!["a-reader-key-0123456789".into()];
+    })
+    .await;
+    let r = app
+        .post(&app.v2("/orchestrators/HelloSequence/rotated?code=the-next-key-0123456789"))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let read = app
+        .get(&app.v2("/instances/rotated?code=a-reader-key-0123456789"))
+        .await;
+    assert!(read.status().is_success());
+    let list = app
+        .get(&app.v2("/instances?code=a-reader-key-0123456789"))
+        .await;
+    assert_eq!(list.status(), StatusCode::OK);
+    let write = app
+        .post(&app.v2("/instances/rotated/terminate?code=a-reader-key-0123456789"))
+        .await;
+    assert_eq!(write.status(), StatusCode::FORBIDDEN);
+    assert!(json_body(write).await["ExceptionMessage"]
+        .as_str()
+        .unwrap()
+        .contains("may only read"));
 }
 
 #[tokio::test]

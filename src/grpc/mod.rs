@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
 
+use crate::http::keys::Keys;
 use crate::runtime::Runtime;
 use proto::task_hub_sidecar_service_server::TaskHubSidecarServiceServer;
 
@@ -50,7 +51,7 @@ const UNSUPPORTED: &str = "taskhub does not implement this Durable Task RPC: dur
 pub async fn serve(
     listener: TcpListener,
     runtime: Arc<Runtime>,
-    access_key: Option<String>,
+    keys: Option<Arc<Keys>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (stopping_tx, stopping) = watch::channel(false);
@@ -58,10 +59,9 @@ pub async fn serve(
     let service = TaskHubSidecarServiceServer::new(sidecar)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let key = access_key.filter(|k| !k.is_empty());
     let routes = Routes::new(tonic::service::interceptor::InterceptedService::new(
         service,
-        move |request: tonic::Request<()>| check_key(key.as_deref(), request),
+        move |request: tonic::Request<()>| check_key(keys.as_deref(), request),
     ))
     .into_axum_router()
     .fallback(|| async {
@@ -77,12 +77,13 @@ pub async fn serve(
         .await
 }
 
-/// Lets a call through when the server has no key, or when the call carries it.
+/// Lets a call through when the server has no key, or when the call carries a full key (a
+/// worker changes state; read-only keys and instance links are for HTTP).
 fn check_key(
-    key: Option<&str>,
+    keys: Option<&Keys>,
     request: tonic::Request<()>,
 ) -> Result<tonic::Request<()>, tonic::Status> {
-    let Some(key) = key else {
+    let Some(keys) = keys else {
         return Ok(request);
     };
     let metadata = request.metadata();
@@ -96,9 +97,7 @@ fn check_key(
                 .and_then(|v| v.strip_prefix("Bearer "))
         });
     match given {
-        Some(given) if crate::http::auth::constant_time_eq(given.as_bytes(), key.as_bytes()) => {
-            Ok(request)
-        }
+        Some(given) if keys.is_full_key(given) => Ok(request),
         _ => Err(tonic::Status::unauthenticated(
             "this server requires its access key: send it as x-functions-key metadata \
              (or authorization: Bearer KEY)",
@@ -151,8 +150,16 @@ mod tests {
     }
 
     #[test]
-    fn a_keyed_server_lets_through_only_calls_that_carry_its_key() {
-        let key = Some("0123456789abcdef");
+    fn a_keyed_server_lets_through_only_calls_that_carry_a_full_key() {
+        let config = crate::config::Config {
+            access_key: Some("0123456789abcdef".into()),
+            access_keys: vec!["rotated-key-0123456".into()],
+            read_only_keys: vec!["read-only-key-01234".into()],
+            ..crate::config::Config::default()
+        };
+        let keys = crate::http::keys::Keys::from_config(&config).unwrap();
+        let key = Some(&keys);
+        assert!(check_key(key, call(&[("x-functions-key", "rotated-key-0123456")])).is_ok());
         assert!(check_key(None, call(&[])).is_ok());
         assert!(check_key(key, call(&[("x-functions-key", "0123456789abcdef")])).is_ok());
         assert!(check_key(key, call(&[("authorization", "Bearer 0123456789abcdef")])).is_ok());
@@ -160,6 +167,7 @@ mod tests {
             call(&[]),
             call(&[("x-functions-key", "0123456789abcdeF")]),
             call(&[("authorization", "0123456789abcdef")]),
+            call(&[("x-functions-key", "read-only-key-01234")]),
         ] {
             let refused = check_key(key, wrong).unwrap_err();
             assert_eq!(refused.code(), tonic::Code::Unauthenticated);

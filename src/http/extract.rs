@@ -129,7 +129,7 @@ impl FromRequestParts<AppState> for Ctx {
             connection
                 .as_deref()
                 .unwrap_or(&state.shared.default_connection),
-            state.shared.access_key.as_deref(),
+            state.shared.keys.clone(),
         );
         Ok(Self {
             client,

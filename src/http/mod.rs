@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod instances;
+pub mod keys;
 pub mod normalize;
 pub mod operations;
 pub mod site;
@@ -62,7 +63,8 @@ impl Dialect {
 /// Shared by every request.
 pub struct Shared {
     pub runtime: Arc<Runtime>,
-    pub access_key: Option<String>,
+    /// `None` when the server has no access key.
+    pub keys: Option<Arc<keys::Keys>>,
     pub use_forwarded_host: bool,
     pub max_body_bytes: usize,
     /// A keyless server on loopback answers only to loopback host names ([`site`]).
@@ -91,7 +93,7 @@ impl AppState {
         Self {
             shared: Arc::new(Shared {
                 runtime,
-                access_key: config.access_key.clone().filter(|k| !k.is_empty()),
+                keys: keys::Keys::from_config(config).map(Arc::new),
                 loopback_names_only: config.access_key.as_deref().is_none_or(str::is_empty)
                     && config.listen.ip().is_loopback()
                     && !config.use_forwarded_host,

@@ -1,11 +1,14 @@
 //! Where generated URLs point: the origin the caller used (or the one a proxy forwarded), the
 //! dialect's prefix, and the hub query of the request (spec §7).
 
+use std::sync::Arc;
+
 use axum::http::{header, HeaderMap, Uri};
 
 use crate::api::payload::{CheckStatusV1, CheckStatusV2};
 use crate::api::urls::{hub_query, ManagementUrls};
 
+use super::keys::Keys;
 use super::Dialect;
 
 /// `{scheme}://{host}` as the caller saw it. We serve plain HTTP, so the scheme is `http` unless
@@ -35,12 +38,15 @@ pub fn origin(headers: &HeaderMap, uri: &Uri, use_forwarded_host: bool) -> Strin
     format!("{scheme}://{host}")
 }
 
-/// Builds the management URLs of instances in one request's hub and dialect.
+/// Builds the management URLs of instances in one request's hub and dialect. When the server has
+/// keys, each instance's URLs carry a link code for that instance, never a key.
 #[derive(Clone, Debug)]
 pub struct UrlBuilder {
     base: String,
-    query: String,
+    hub: String,
+    connection: String,
     dialect: Dialect,
+    keys: Option<Arc<Keys>>,
 }
 
 impl UrlBuilder {
@@ -49,17 +55,24 @@ impl UrlBuilder {
         dialect: Dialect,
         hub: &str,
         connection: &str,
-        code: Option<&str>,
+        keys: Option<Arc<Keys>>,
     ) -> Self {
         Self {
             base: format!("{origin}{}", dialect.prefix()),
-            query: hub_query(hub, connection, code),
+            hub: hub.to_string(),
+            connection: connection.to_string(),
             dialect,
+            keys,
         }
     }
 
     pub fn urls(&self, instance_id: &str) -> ManagementUrls {
-        ManagementUrls::new(&self.base, &self.query, instance_id)
+        let code = self
+            .keys
+            .as_ref()
+            .map(|k| k.link_code(&self.hub, &self.connection, instance_id));
+        let query = hub_query(&self.hub, &self.connection, code.as_deref());
+        ManagementUrls::new(&self.base, &query, instance_id)
     }
 
     /// The 202 body in this dialect's shape.
@@ -110,11 +123,25 @@ mod tests {
             "http://h/runtime/webhooks/durabletask/instances/a%20b?taskHub=Hub&connection=Storage"
         );
         assert!(body.get("rewindPostUri").is_none());
-        let v1 = UrlBuilder::new("http://h", Dialect::V1, "Hub", "Storage", Some("k"));
+        let config = crate::config::Config {
+            access_key: Some("k-0123456789abcdef".into()),
+            ..crate::config::Config::default()
+        };
+        let keys = Arc::new(Keys::from_config(&config).unwrap());
+        let v1 = UrlBuilder::new(
+            "http://h",
+            Dialect::V1,
+            "Hub",
+            "Storage",
+            Some(keys.clone()),
+        );
         let body = v1.check_status_body("x");
         assert_eq!(
             body["rewindPostUri"],
-            "http://h/admin/extensions/DurableTaskExtension/instances/x/rewind?reason={text}&taskHub=Hub&connection=Storage&code=k"
+            format!(
+                "http://h/admin/extensions/DurableTaskExtension/instances/x/rewind?reason={{text}}&taskHub=Hub&connection=Storage&code={}",
+                keys.link_code("Hub", "Storage", "x")
+            )
         );
         assert!(body.get("restartPostUri").is_none());
     }
