@@ -392,6 +392,7 @@ impl Client {
             page_size: COUNT_PAGE,
             continuation: None,
             include_input: false,
+            max_bytes: None,
         };
         let mut total = 0;
         loop {

@@ -401,6 +401,7 @@ async fn a_failing_write_does_not_fail_its_batch() {
             page_size: 1000,
             continuation: None,
             include_input: false,
+            max_bytes: None,
         })
         .await
         .unwrap();

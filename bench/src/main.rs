@@ -482,6 +482,7 @@ impl Watch {
             page_size: 1000,
             continuation: None,
             include_input: false,
+            max_bytes: None,
         };
         loop {
             let page = store.query_instances(&query).await?;

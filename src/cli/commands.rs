@@ -135,6 +135,7 @@ pub async fn get_instances(
             page_size: args.top as usize,
             continuation: args.continuation_token.filter(|t| !t.is_empty()),
             include_input: false,
+            max_bytes: None,
         })
         .await?;
     Ok(render_instances(&page, args.hub.output))

@@ -430,6 +430,8 @@ impl TaskHubSidecarService for Sidecar {
             page_size,
             continuation: q.continuation_token.filter(|t| !t.is_empty()),
             include_input: q.fetch_inputs_and_outputs,
+            // The same page budget as the HTTP list, well inside the message size limit.
+            max_bytes: Some(crate::http::instances::MAX_PAGE_BYTES),
         };
         let client = self.client()?;
         let page = client.query(&query).await.map_err(from_client)?;
@@ -480,6 +482,7 @@ impl TaskHubSidecarService for Sidecar {
             page_size,
             continuation: r.last_instance_key.filter(|t| !t.is_empty()),
             include_input: false,
+            max_bytes: None,
         };
         let page = self.client()?.query(&query).await.map_err(from_client)?;
         let instance_ids = page

@@ -21,6 +21,10 @@ const MAX_PAGE: usize = 1000;
 /// The end-of-list token an old Azure Storage bug handed out (base64 of `null`, spec §10).
 const NULL_TOKEN: &str = "bnVsbA==";
 
+/// A list page ends early (with a continuation token) once its instances pass about this many
+/// bytes: a page of 100 large inputs would otherwise be tens of MB in one answer.
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// `GET /instances/{instanceId}`.
 pub async fn status(ctx: Ctx, PathParams(id): PathParams<String>) -> Result<Response, ApiError> {
     match ctx.client.try_status(&id).await? {
@@ -97,6 +101,7 @@ pub async fn list(ctx: Ctx, headers: HeaderMap) -> Result<Response, ApiError> {
             page_size,
             continuation: token,
             include_input: show_input,
+            max_bytes: Some(MAX_PAGE_BYTES),
         })
         .await?;
     let items = page

@@ -186,6 +186,7 @@ fn all_query(filter: InstanceFilter) -> InstanceQuery {
         page_size: 1000,
         continuation: None,
         include_input: true,
+        max_bytes: None,
     }
 }
 
@@ -309,6 +310,7 @@ pub async fn tags_stay_with_the_instance(make: Factory) {
             page_size: 10,
             continuation: None,
             include_input: false,
+            max_bytes: None,
         })
         .await
         .unwrap();
@@ -1405,6 +1407,7 @@ async fn page_through(
                 page_size,
                 continuation: continuation.take(),
                 include_input: false,
+                max_bytes: None,
             })
             .await
             .unwrap();
@@ -1444,6 +1447,7 @@ pub async fn paging_is_exact(make: Factory) {
             page_size: 250,
             continuation: None,
             include_input: false,
+            max_bytes: None,
         })
         .await
         .unwrap();
@@ -1481,6 +1485,63 @@ pub async fn paging_is_exact(make: Factory) {
     }
 }
 
+/// A page ends early once its instances pass `max_bytes` (at least one per page), and paging on
+/// from there yields every instance exactly once.
+pub async fn pages_end_early_at_their_byte_budget(make: Factory) {
+    let store = fresh(&make, "bytes").await;
+    let big = format!("\"{}\"", "x".repeat(1000));
+    for i in 0..5 {
+        let mut new = new_instance(&format!("big{i}"), "N", at(i));
+        new.input = Some(big.clone());
+        store
+            .create_instance(new, ReusePolicy::ReplaceTerminal)
+            .await
+            .unwrap();
+    }
+    let one = store.get_instance("big0").await.unwrap().unwrap();
+    let per_row = one.approximate_bytes();
+    let mut query = InstanceQuery {
+        page_size: 100,
+        include_input: true,
+        max_bytes: Some(per_row * 2 + per_row / 2),
+        ..InstanceQuery::default()
+    };
+    let mut pages = Vec::new();
+    loop {
+        let page = store.query_instances(&query).await.unwrap();
+        pages.push(
+            page.items
+                .iter()
+                .map(|r| r.instance_id.clone())
+                .collect::<Vec<_>>(),
+        );
+        match page.continuation {
+            Some(token) => query.continuation = Some(token),
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        vec![
+            vec!["big0".to_string(), "big1".into()],
+            vec!["big2".into(), "big3".into()],
+            vec!["big4".into()]
+        ]
+    );
+    // A budget smaller than one instance still returns one per page.
+    let page = store
+        .query_instances(&InstanceQuery {
+            page_size: 100,
+            include_input: true,
+            max_bytes: Some(1),
+            ..InstanceQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert!(page.continuation.is_some());
+}
+
 pub async fn invalid_continuation_token(make: Factory) {
     let store = fresh(&make, "token").await;
     for bad in ["garbage!", "zz", "%%%"] {
@@ -1490,6 +1551,7 @@ pub async fn invalid_continuation_token(make: Factory) {
                 page_size: 10,
                 continuation: Some(bad.into()),
                 include_input: false,
+                max_bytes: None,
             })
             .await;
         assert!(
@@ -1727,6 +1789,7 @@ pub async fn run_all(make: Factory) {
     activities_are_retried(make.clone()).await;
     query_filters(make.clone()).await;
     paging_is_exact(make.clone()).await;
+    pages_end_early_at_their_byte_budget(make.clone()).await;
     invalid_continuation_token(make.clone()).await;
     purge_one(make.clone()).await;
     purge_refuses_what_is_not_terminal(make.clone()).await;
@@ -1762,6 +1825,7 @@ macro_rules! store_conformance_tests {
             activities_are_retried,
             query_filters,
             paging_is_exact,
+            pages_end_early_at_their_byte_budget,
             invalid_continuation_token,
             purge_one,
             purge_refuses_what_is_not_terminal,

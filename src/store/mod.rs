@@ -166,6 +166,23 @@ pub struct InstanceRecord {
     pub tags: Tags,
 }
 
+impl InstanceRecord {
+    /// About what the instance takes in a listing: its texts, plus the fixed fields.
+    pub fn approximate_bytes(&self) -> usize {
+        let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+        256 + self.instance_id.len()
+            + self.name.len()
+            + text(&self.input)
+            + text(&self.output)
+            + text(&self.custom_status)
+            + self
+                .tags
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+}
+
 /// The status the executor writes after an episode (the row minus its keys and created fields
 /// that only the start writes).
 #[derive(Clone, Debug, PartialEq)]
@@ -197,13 +214,31 @@ pub struct InstanceFilter {
     pub name: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstanceQuery {
     pub filter: InstanceFilter,
     pub page_size: usize,
     /// Opaque token from a previous page's [`Page::continuation`].
     pub continuation: Option<String>,
     pub include_input: bool,
+    /// The page ends early, with a continuation, once its instances' sizes
+    /// ([`InstanceRecord::approximate_bytes`]) pass this; it always holds at least one.
+    pub max_bytes: Option<usize>,
+}
+
+/// How many of `rows` (the first ones) a page keeps under `max_bytes`: at least one.
+pub(crate) fn rows_within(rows: &[InstanceRecord], max_bytes: Option<usize>) -> usize {
+    let Some(max) = max_bytes else {
+        return rows.len();
+    };
+    let mut total = 0usize;
+    for (i, row) in rows.iter().enumerate() {
+        total = total.saturating_add(row.approximate_bytes());
+        if total > max && i > 0 {
+            return i;
+        }
+    }
+    rows.len()
 }
 
 /// One page of a query. `continuation` is `None` on the last page. Pages are keyset-ordered, so

@@ -510,14 +510,15 @@ impl Store for AzureStore {
             .transpose()?;
         let size = q.page_size.max(1);
         let rows = query::scan(&self.hub, &q.filter, after.as_ref()).await?;
-        let more = rows.len() > size;
         let mut items = Vec::with_capacity(size.min(rows.len()));
         for row in rows.iter().take(size) {
             items.push(self.hub.record(row, q.include_input).await?);
         }
-        let continuation = more
-            .then(|| rows.get(size - 1).map(query::encode_token))
-            .flatten();
+        items.truncate(crate::store::rows_within(&items, q.max_bytes));
+        let continuation = (rows.len() > items.len())
+            .then(|| items.len().checked_sub(1).and_then(|last| rows.get(last)))
+            .flatten()
+            .map(query::encode_token);
         Ok(Page {
             items,
             continuation,

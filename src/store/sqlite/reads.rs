@@ -149,8 +149,9 @@ pub(super) fn query_page(
         .map_err(backend)?
         .collect::<Result<_, _>>()
         .map_err(backend)?;
-    let continuation = if items.len() > page_size {
-        items.truncate(page_size);
+    let keep = crate::store::rows_within(&items[..items.len().min(page_size)], query.max_bytes);
+    let continuation = if items.len() > keep {
+        items.truncate(keep);
         items.last().map(|last| {
             Cursor {
                 created_micros: super::codec::to_micros(last.created_time),

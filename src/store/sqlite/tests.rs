@@ -90,6 +90,7 @@ fn list_filters_use_indexes() {
                 page_size: 100,
                 continuation,
                 include_input: false,
+                max_bytes: None,
             };
             let plan = explain_query(&conn, "hub", &query).unwrap();
             assert!(
