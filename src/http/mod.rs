@@ -15,6 +15,7 @@ pub mod instances;
 pub mod keys;
 pub mod normalize;
 pub mod operations;
+pub mod request_log;
 pub mod site;
 pub mod start;
 pub mod urls;
@@ -31,8 +32,6 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::Layer as _;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::config::{Config, DEFAULT_CONNECTION_SETTING};
 use crate::runtime::Runtime;
@@ -275,13 +274,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             site::same_site_only,
         ))
-        .layer(
-            // One span per request and one line per response, at info, so `taskhub serve`
-            // logs requests by default.
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
+        .layer(request_log::layer())
 }
 
 async fn normalise(mut req: Request, limit: usize) -> Request {

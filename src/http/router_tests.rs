@@ -132,3 +132,49 @@ async fn access_key_in_query_or_header() {
         .unwrap();
     assert_eq!(send_req(&app, req).await.0, 400);
 }
+
+/// A buffer the request log writes into, for a test to read.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Request logs recorded `?code=KEY`, and clients that follow generated URLs put the key there.
+#[tokio::test]
+async fn the_request_log_never_holds_the_key_and_cuts_long_uris() {
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let key = "the-access-key-0123456789";
+    let app = app(Config {
+        access_key: Some(key.into()),
+        ..Config::default()
+    });
+    let uri = format!("/runtime/webhooks/durabletask/instances?{BAD_HUB}&code={key}");
+    assert_eq!(send(&app, "GET", &uri).await.0, StatusCode::BAD_REQUEST);
+    let long = format!("/api/orchestrators/{}?code={key}", "a".repeat(5000));
+    send(&app, "POST", &long).await;
+
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(!log.contains(key), "the key reached the log:\n{log}");
+    assert!(log.contains("code=REDACTED"), "{log}");
+    assert!(log.contains("…(cut)"), "{log}");
+    assert!(
+        !log.contains(&"a".repeat(600)),
+        "a long URI was logged whole"
+    );
+    assert!(log.contains("status=400"), "one line per response:\n{log}");
+}
