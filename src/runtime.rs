@@ -227,6 +227,37 @@ impl Runtime {
         }
     }
 
+    /// For each hub this process runs: whether its store answers a read, and its executor runs
+    /// (or executors are off). A reason is short; the cause is logged.
+    pub async fn readiness(&self) -> Vec<(String, Result<(), String>)> {
+        let mut out = Vec::new();
+        for hub in &self.configured_hubs {
+            let outcome = match self.client(None, Some(hub)) {
+                Err(e) => {
+                    tracing::warn!(%hub, error = %e, "not ready: the hub's storage cannot be opened");
+                    Err("storage cannot be opened".to_string())
+                }
+                Ok(client) => match client.store().hub_exists().await {
+                    Err(e) => {
+                        tracing::warn!(%hub, error = %e, "not ready: the hub's storage does not answer");
+                        Err("storage does not answer".to_string())
+                    }
+                    Ok(_) if self.executor.is_some() && !self.runs_executor(client.store()) => {
+                        Err("no executor runs".to_string())
+                    }
+                    Ok(_) => Ok(()),
+                },
+            };
+            out.push((hub.clone(), outcome));
+        }
+        out
+    }
+
+    fn runs_executor(&self, store: &Arc<dyn crate::store::Store>) -> bool {
+        let key = Arc::as_ptr(store) as *const () as usize;
+        self.executors.lock().unwrap().contains_key(&key)
+    }
+
     /// Stops every executor, letting in-flight work items finish.
     pub async fn shutdown(&self) {
         let hubs: Vec<HubWork> = self

@@ -720,3 +720,27 @@ async fn sample_inputs_beyond_their_bounds_fail_the_instance_with_the_reason() {
         "{status}"
     );
 }
+
+/// Probes carry no key; they answer on a keyed server too, and say which hubs are ready.
+#[tokio::test]
+async fn probes_answer_without_the_key() {
+    let app = spawn_with(|c| {
+        c.access_key = Some("the-primary-key-0123456789".into());
+        c.task_hubs = vec!["SecondHub".into()];
+    })
+    .await;
+    let r = app.get(&app.url("/healthz")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(json_body(r).await, json!({"status": "ok"}));
+    let r = app.get(&app.url("/readyz")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        json_body(r).await,
+        json!({"status": "ready", "hubs": {"DurableFunctionsHub": "ok", "SecondHub": "ok"}})
+    );
+    // Everything else still needs the key.
+    assert_eq!(
+        app.get(&app.v2("/instances")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -21,6 +21,10 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
     let Some(keys) = state.shared.keys.as_deref() else {
         return next.run(req).await;
     };
+    // Probes carry no key, and answer nothing a key protects.
+    if is_probe(req.uri().path()) {
+        return next.run(req).await;
+    }
     match check(keys, &state, &req) {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
@@ -71,6 +75,11 @@ fn check(keys: &Keys, state: &AppState, req: &Request) -> Result<(), ApiError> {
         Some(why) => ApiError::Forbidden(why.to_string()),
         None => ApiError::Unauthorized,
     })
+}
+
+fn is_probe(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    path == super::health::HEALTHZ || path == super::health::READYZ
 }
 
 /// The instance id a management route is about (`{prefix}/instances/{id}[/…]`), decoded.

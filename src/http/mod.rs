@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod health;
 pub mod instances;
 pub mod keys;
 pub mod normalize;
@@ -201,9 +202,39 @@ fn user_routes() -> RouteTable {
     ]
 }
 
+/// Probes for operators, at the root and without the access key ([`health`]).
+fn probe_routes() -> RouteTable {
+    use Method as M;
+    vec![
+        (
+            health::HEALTHZ,
+            M::GET,
+            on(MethodFilter::GET, health::healthz),
+        ),
+        (
+            health::READYZ,
+            M::GET,
+            on(MethodFilter::GET, health::readyz),
+        ),
+    ]
+}
+
+/// The probe routes; any other path is the user routes' unknown route.
+fn probes(state: AppState) -> Router {
+    probe_routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, _, handler)| {
+            r.route(path, handler)
+        })
+        .with_state(state)
+}
+
 /// Every (method, path) the router serves, in OpenAPI path syntax.
 pub fn documented_routes() -> Vec<(String, String)> {
-    let mut out = Vec::new();
+    let mut out: Vec<(String, String)> = probe_routes()
+        .into_iter()
+        .map(|(path, method, _)| (method.to_string(), path.to_string()))
+        .collect();
     for prefix in [V2_PREFIX, V1_PREFIX] {
         for (path, method, _) in management_routes() {
             out.push((method.to_string(), format!("{prefix}{path}")));
@@ -259,6 +290,7 @@ pub fn router(state: AppState) -> Router {
         )
         .nest("/api", user.clone())
         .merge(user)
+        .merge(probes(state.clone()))
         .layer(DefaultBodyLimit::max(limit));
     // Normalise the path before the inner router sees it: axum matches routes exactly, and a
     // layer added with `Router::layer` would run only after routing.
@@ -326,7 +358,8 @@ mod tests {
     #[test]
     fn documented_routes_cover_both_prefixes_and_user_routes() {
         let routes = documented_routes();
-        assert_eq!(routes.len(), 12 * 2 + 3 * 2);
+        assert_eq!(routes.len(), 2 + 12 * 2 + 3 * 2);
+        assert!(routes.contains(&("GET".into(), "/readyz".into())));
         assert!(routes.contains(&(
             "POST".into(),
             "/admin/extensions/DurableTaskExtension/instances/{instanceId}/rewind".into()
