@@ -46,6 +46,15 @@ pub struct Config {
     pub use_forwarded_host: bool,
     /// Largest request body accepted, in bytes (larger → 413).
     pub max_body_bytes: usize,
+    /// A connection must send a request's headers within this many seconds of starting it
+    /// (or, kept alive, of its previous response); otherwise it is closed.
+    pub header_read_timeout_secs: u64,
+    /// A request body must arrive within this many seconds (otherwise 408).
+    pub body_timeout_secs: u64,
+    /// At most this many HTTP connections are open at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// On shutdown, connections still open after this many seconds are dropped.
+    pub shutdown_deadline_secs: u64,
     /// Where the embedded SQLite database lives when no connection string is set.
     pub sqlite_path: PathBuf,
     /// Serve the built-in sample orchestrations (`false`: only the application's own, and the
@@ -80,6 +89,10 @@ impl Default for Config {
             allow_unauthenticated_public: false,
             use_forwarded_host: false,
             max_body_bytes: 4 * 1024 * 1024,
+            header_read_timeout_secs: 30,
+            body_timeout_secs: 60,
+            max_connections: 512,
+            shutdown_deadline_secs: 30,
             sqlite_path: PathBuf::from(DEFAULT_SQLITE_PATH),
             samples: true,
             executor: ExecutorConfig::default(),
@@ -188,6 +201,18 @@ impl Config {
         }
         if let Some(v) = get("TASKHUB_MAX_BODY_BYTES") {
             self.max_body_bytes = parse("TASKHUB_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("TASKHUB_HEADER_READ_TIMEOUT_SECS") {
+            self.header_read_timeout_secs = parse("TASKHUB_HEADER_READ_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = get("TASKHUB_BODY_TIMEOUT_SECS") {
+            self.body_timeout_secs = parse("TASKHUB_BODY_TIMEOUT_SECS", &v)?;
+        }
+        if let Some(v) = get("TASKHUB_MAX_CONNECTIONS") {
+            self.max_connections = parse("TASKHUB_MAX_CONNECTIONS", &v)?;
+        }
+        if let Some(v) = get("TASKHUB_SHUTDOWN_DEADLINE_SECS") {
+            self.shutdown_deadline_secs = parse("TASKHUB_SHUTDOWN_DEADLINE_SECS", &v)?;
         }
         if let Some(v) = get("TASKHUB_SQLITE_PATH") {
             self.sqlite_path = PathBuf::from(v);

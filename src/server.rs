@@ -83,8 +83,9 @@ impl Server {
         tracing::info!(%address, hub = self.runtime.default_hub(), "serving the management API");
         let state = AppState::new(self.runtime.clone(), &self.config);
         let http_stopped = stop_requested(stopped.clone());
+        let limits = http::listener::Limits::from_config(&self.config);
         serving.spawn(async move {
-            http::serve(listeners.http, state, http_stopped)
+            http::serve(listeners.http, state, limits, http_stopped)
                 .await
                 .with_context(|| format!("the HTTP listener on {address} failed"))
         });
@@ -116,6 +117,7 @@ impl Server {
         }
         tracing::info!("shutting down: stopping executors");
         self.runtime.shutdown().await;
+        tracing::info!("shutdown complete");
         result
     }
 }

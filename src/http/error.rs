@@ -35,6 +35,8 @@ pub enum ApiError {
     PayloadTooLarge {
         limit: usize,
     },
+    /// 408: the request body did not arrive within the body timeout.
+    RequestTimeout(std::time::Duration),
     /// A failure of the server or its storage, never of the caller.
     Internal(String),
 }
@@ -114,6 +116,16 @@ impl IntoResponse for ApiError {
                 &ErrorBody::new("Forbidden", why),
             ),
             Self::Conflict(body) => json(StatusCode::CONFLICT, &body),
+            Self::RequestTimeout(after) => json(
+                StatusCode::REQUEST_TIMEOUT,
+                &ErrorBody::new(
+                    "Request Timeout",
+                    format!(
+                        "The request body did not arrive within {} seconds.",
+                        after.as_secs()
+                    ),
+                ),
+            ),
             Self::PreconditionFailed(body) => json(StatusCode::PRECONDITION_FAILED, &body),
             Self::PayloadTooLarge { limit } => json(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -53,13 +53,19 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
-        Bytes::from_request(req, state)
-            .await
-            .map(Self)
-            .map_err(|e| match e.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit },
-                _ => ApiError::bad_request(format!("The request body cannot be read: {e}")),
-            })
+        let timeout = req
+            .extensions()
+            .get::<BodyTimeout>()
+            .map_or(std::time::Duration::from_secs(60), |t| t.0);
+        let read = tokio::time::timeout(timeout, Bytes::from_request(req, state)).await;
+        let Ok(read) = read else {
+            tracing::info!(?timeout, "a request body did not arrive in time");
+            return Err(ApiError::RequestTimeout(timeout));
+        };
+        read.map(Self).map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit },
+            _ => ApiError::bad_request(format!("The request body cannot be read: {e}")),
+        })
     }
 }
 
@@ -82,6 +88,10 @@ impl Body {
 /// The configured body limit, recorded on each request so that a 413 can say what it is.
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);
+
+/// How long a request body may take to arrive, recorded on each request.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyTimeout(pub std::time::Duration);
 
 /// A management request's context: the hub's client (selected by `taskHub` and `connection`),
 /// the query, and where this request's generated URLs point.

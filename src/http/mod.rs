@@ -14,6 +14,7 @@ pub mod extract;
 pub mod health;
 pub mod instances;
 pub mod keys;
+pub mod listener;
 pub mod normalize;
 pub mod operations;
 pub mod request_log;
@@ -37,7 +38,7 @@ use tower::Layer as _;
 use crate::config::{Config, DEFAULT_CONNECTION_SETTING};
 use crate::runtime::Runtime;
 use error::ApiError;
-use extract::BodyLimit;
+use extract::{BodyLimit, BodyTimeout};
 pub use normalize::{V1_PREFIX, V2_PREFIX};
 
 /// Which API generation a request speaks; picked by the prefix.
@@ -67,6 +68,8 @@ pub struct Shared {
     pub keys: Option<Arc<keys::Keys>>,
     pub use_forwarded_host: bool,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
     /// A keyless server on loopback answers only to loopback host names ([`site`]).
     pub loopback_names_only: bool,
     /// The `connection=` value generated URLs carry when the request named none.
@@ -99,6 +102,7 @@ impl AppState {
                     && !config.use_forwarded_host,
                 use_forwarded_host: config.use_forwarded_host,
                 max_body_bytes: config.max_body_bytes,
+                body_timeout: std::time::Duration::from_secs(config.body_timeout_secs.max(1)),
                 default_connection,
                 shutting_down: watch::channel(false).0,
             }),
@@ -278,6 +282,7 @@ fn unknown_route(dialect: Dialect) -> Response {
 /// The whole API as one router: normalisation, access key, body limit and request logs included.
 pub fn router(state: AppState) -> Router {
     let limit = state.shared.max_body_bytes;
+    let body_timeout = state.shared.body_timeout;
     let user = build(user_routes(), Dialect::V2).with_state(state.with_dialect(Dialect::V2));
     let routed = Router::new()
         .nest(
@@ -295,7 +300,8 @@ pub fn router(state: AppState) -> Router {
     // Normalise the path before the inner router sees it: axum matches routes exactly, and a
     // layer added with `Router::layer` would run only after routing.
     let normalised =
-        axum::middleware::map_request(move |req: Request| normalise(req, limit)).layer(routed);
+        axum::middleware::map_request(move |req: Request| normalise(req, limit, body_timeout))
+            .layer(routed);
     Router::new()
         .fallback_service(normalised)
         .layer(axum::middleware::from_fn_with_state(
@@ -309,8 +315,9 @@ pub fn router(state: AppState) -> Router {
         .layer(request_log::layer())
 }
 
-async fn normalise(mut req: Request, limit: usize) -> Request {
+async fn normalise(mut req: Request, limit: usize, timeout: std::time::Duration) -> Request {
     req.extensions_mut().insert(BodyLimit(limit));
+    req.extensions_mut().insert(BodyTimeout(timeout));
     if req.extensions().get::<OriginalUri>().is_none() {
         let original = req.uri().clone();
         req.extensions_mut().insert(OriginalUri(original));
@@ -332,20 +339,20 @@ async fn normalise(mut req: Request, limit: usize) -> Request {
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` completes, then drains in-flight
-/// requests (long waits answer at once with a 202, so draining is quick).
+/// requests (long waits answer at once with a 202, so draining is quick) within the
+/// configured deadline ([`listener`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    limits: listener::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let shared = state.shared.clone();
     let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            shared.shutting_down.send_replace(true);
-        })
-        .await
+    listener::serve(listener, app, limits, shutdown, move || {
+        shared.shutting_down.send_replace(true);
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -97,7 +97,8 @@ async fn spawn_taskhub(executor: bool) -> Result<Server> {
     let origin = format!("http://{}", listener.local_addr()?);
     let (tx, rx) = oneshot::channel::<()>();
     let state = AppState::new(runtime.clone(), &config);
-    let task = tokio::spawn(serve(listener, state, async move {
+    let limits = taskhub::http::listener::Limits::from_config(&config);
+    let task = tokio::spawn(serve(listener, state, limits, async move {
         let _ = rx.await;
     }));
     Ok(Server {
