@@ -219,7 +219,9 @@ impl Client {
             parent: None,
             tags: request.tags,
         };
+        let name = new.name.clone();
         self.store.create_instance(new, request.policy).await?;
+        crate::metrics::metrics().instance_started(&name);
         Ok(id)
     }
 

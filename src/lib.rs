@@ -18,6 +18,8 @@
 //! - [`storage`] and [`config`]: connection strings → stores; layered configuration.
 //! - [`store`]: the one storage seam ([`store::Store`]), its conformance suite and its backends.
 //! - [`model`]: the shared vocabulary (instance ids, runtime statuses, history events).
+//! - [`metrics`]: the process's Prometheus metrics, counted where things happen and served at
+//!   `GET /metrics`.
 
 pub mod api;
 pub mod cli;
@@ -26,6 +28,7 @@ pub mod config;
 pub mod engine;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod runtime;
 pub mod samples;

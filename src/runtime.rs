@@ -253,6 +253,19 @@ impl Runtime {
         out
     }
 
+    /// Over the hubs this process runs: connected SDK workers, and orchestrations and
+    /// activities waiting for one.
+    pub fn remote_totals(&self) -> (usize, usize, usize) {
+        let executors = self.executors.lock().unwrap();
+        executors
+            .values()
+            .filter_map(|h| h.remote.as_ref())
+            .fold((0, 0, 0), |(w, o, a), r| {
+                let (ro, ra) = r.waiting_counts();
+                (w + r.worker_count(), o + ro, a + ra)
+            })
+    }
+
     fn runs_executor(&self, store: &Arc<dyn crate::store::Store>) -> bool {
         let key = Arc::as_ptr(store) as *const () as usize;
         self.executors.lock().unwrap().contains_key(&key)

@@ -744,3 +744,82 @@ async fn probes_answer_without_the_key() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// The value of the first sample of `metric` whose labels include every one of `labels`.
+fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(metric))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// `GET /metrics` counts what happened, by route template and orchestration name, in the
+/// Prometheus text format; it needs the key like the API.
+#[tokio::test]
+async fn metrics_count_requests_instances_and_commits() {
+    const KEY: &str = "the-primary-key-0123456789";
+    let app = spawn_with(|c| c.access_key = Some(KEY.into())).await;
+    let keyed = |path: &str| {
+        format!(
+            "{}{}code={KEY}",
+            app.url(path),
+            if path.contains('?') { "&" } else { "?" }
+        )
+    };
+    let r = app
+        .post(&keyed("/api/orchestrators/HelloSequence/wait?timeout=10"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .get(&keyed("/runtime/webhooks/durabletask/instances/nobody"))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    assert_eq!(
+        app.get(&app.url("/metrics")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app.get(&keyed("/metrics")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(header(&r, "content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = r.text().await.unwrap();
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    let at_least_one = |metric: &str, labels: &[&str]| {
+        let v = sample(&text, metric, labels)
+            .unwrap_or_else(|| panic!("no {metric} {labels:?} in:\n{text}"));
+        assert!(v >= 1.0, "{metric} {labels:?} = {v}");
+    };
+    at_least_one(
+        "taskhub_http_requests_total",
+        &[
+            "route=\"/runtime/webhooks/durabletask/instances/{instanceId}\"",
+            "method=\"GET\"",
+            "status=\"404\"",
+        ],
+    );
+    at_least_one(
+        "taskhub_http_request_duration_seconds_count",
+        &["route=\"/api/orchestrators/{functionName}/wait\""],
+    );
+    at_least_one(
+        "taskhub_instances_started_total",
+        &["name=\"HelloSequence\""],
+    );
+    at_least_one(
+        "taskhub_instances_finished_total",
+        &["name=\"HelloSequence\"", "status=\"Completed\""],
+    );
+    at_least_one("taskhub_episode_duration_seconds_count", &[]);
+    at_least_one("taskhub_sqlite_commit_duration_seconds_count", &[]);
+    at_least_one("taskhub_sqlite_commit_batch_size_count", &[]);
+    assert!(
+        sample(&text, "taskhub_grpc_workers_connected", &[]).is_some(),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "taskhub_work_items_waiting", &["kind=\"activity\""]).is_some(),
+        "{text}"
+    );
+}

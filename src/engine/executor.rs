@@ -128,6 +128,7 @@ async fn dispatch_orchestration(
     remote: Option<&RemoteWork>,
     item: OrchestrationWorkItem,
 ) {
+    let began = std::time::Instant::now();
     let now = crate::model::now();
     let plan = match (episode::prepare(&item, now), remote) {
         (Step::Done(plan), _) => plan,
@@ -142,7 +143,10 @@ async fn dispatch_orchestration(
             episode::commit(&ep, result, now)
         }
     };
-    apply(store, item, plan).await
+    apply(store, item, plan).await;
+    crate::metrics::metrics()
+        .episode_duration
+        .observe(began.elapsed().as_secs_f64());
 }
 
 /// Runs one orchestration work item to its commit in this process. Public so tests can step an
@@ -158,7 +162,7 @@ pub async fn process_orchestration(
 
 async fn apply(store: &dyn Store, item: OrchestrationWorkItem, plan: episode::Plan) {
     match plan {
-        episode::Plan::Commit(commit) => match store.complete_orchestration(&item, *commit).await {
+        episode::Plan::Commit(commit) => match commit_counted(store, &item, *commit).await {
             Ok(()) => {}
             Err(StoreError::LockLost) => {
                 tracing::warn!(instance = %item.instance_id, "lock lost before commit; the work item will be retried");
@@ -170,6 +174,34 @@ async fn apply(store: &dyn Store, item: OrchestrationWorkItem, plan: episode::Pl
         },
         episode::Plan::Retry(after) => abandon_orchestration(store, &item, after).await,
     }
+}
+
+/// Commits an episode and counts what it did: the instances it created, and the instance's end
+/// if it ended (for in-process and SDK-worker episodes alike).
+pub(crate) async fn commit_counted(
+    store: &dyn Store,
+    item: &OrchestrationWorkItem,
+    commit: crate::store::OrchestrationCommit,
+) -> Result<(), StoreError> {
+    let created: Vec<String> = commit
+        .new_instances
+        .iter()
+        .map(|n| n.name.clone())
+        .collect();
+    let ended = commit
+        .state
+        .as_ref()
+        .filter(|s| s.runtime_status.is_terminal())
+        .map(|s| (s.name.clone(), s.runtime_status.to_string()));
+    store.complete_orchestration(item, commit).await?;
+    let m = crate::metrics::metrics();
+    for name in &created {
+        m.instance_started(name);
+    }
+    if let Some((name, status)) = ended {
+        m.instance_finished(&name, &status);
+    }
+    Ok(())
 }
 
 async fn abandon_orchestration(store: &dyn Store, item: &OrchestrationWorkItem, after: Duration) {

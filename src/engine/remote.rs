@@ -209,6 +209,15 @@ impl RemoteWork {
         self.state().workers.len()
     }
 
+    /// How many orchestrations and activities wait for a worker now.
+    pub fn waiting_counts(&self) -> (usize, usize) {
+        let state = self.state();
+        (
+            state.waiting_orchestrations.len(),
+            state.waiting_activities.len(),
+        )
+    }
+
     /// Whether some connected worker serves this orchestration name (`None` when no worker is
     /// connected at all).
     pub fn serves_orchestration(&self, name: &str) -> Option<bool> {
@@ -434,7 +443,7 @@ impl RemoteWork {
         let Plan::Commit(commit) = episode::commit(&held.episode, result, now) else {
             unreachable!("commit always commits");
         };
-        match self.store.complete_orchestration(&held.item, *commit).await {
+        match super::executor::commit_counted(&*self.store, &held.item, *commit).await {
             Ok(()) => Ok(()),
             Err(StoreError::LockLost) => Err(RemoteError::LockLost),
             Err(e) => {

@@ -206,7 +206,7 @@ fn user_routes() -> RouteTable {
     ]
 }
 
-/// Probes for operators, at the root and without the access key ([`health`]).
+/// For operators, at the root ([`health`]): the probes (without the access key) and metrics.
 fn probe_routes() -> RouteTable {
     use Method as M;
     vec![
@@ -220,6 +220,11 @@ fn probe_routes() -> RouteTable {
             M::GET,
             on(MethodFilter::GET, health::readyz),
         ),
+        (
+            health::METRICS,
+            M::GET,
+            on(MethodFilter::GET, health::metrics),
+        ),
     ]
 }
 
@@ -230,6 +235,7 @@ fn probes(state: AppState) -> Router {
         .fold(Router::new(), |r, (path, _, handler)| {
             r.route(path, handler)
         })
+        .layer(axum::middleware::from_fn(count_request))
         .with_state(state)
 }
 
@@ -269,7 +275,28 @@ fn build(table: RouteTable, dialect: Dialect) -> Router<AppState> {
     for (path, handler) in merged {
         router = router.route(path, handler.fallback(fallback));
     }
-    router.fallback(fallback)
+    router
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn(count_request))
+}
+
+/// Counts a request under its route template ([`crate::metrics`]); after routing, so the
+/// template (not the raw path, which would make the label unbounded) is known.
+async fn count_request(req: Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().clone();
+    let began = std::time::Instant::now();
+    let response = next.run(req).await;
+    crate::metrics::metrics().request(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        began.elapsed(),
+    );
+    response
 }
 
 fn unknown_route(dialect: Dialect) -> Response {
@@ -365,7 +392,7 @@ mod tests {
     #[test]
     fn documented_routes_cover_both_prefixes_and_user_routes() {
         let routes = documented_routes();
-        assert_eq!(routes.len(), 2 + 12 * 2 + 3 * 2);
+        assert_eq!(routes.len(), 3 + 12 * 2 + 3 * 2);
         assert!(routes.contains(&("GET".into(), "/readyz".into())));
         assert!(routes.contains(&(
             "POST".into(),

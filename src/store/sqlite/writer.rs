@@ -206,6 +206,7 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
             job.finish(Err(err.clone()));
         }
     };
+    let began = std::time::Instant::now();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         return fail_all(batch, e);
     }
@@ -225,6 +226,9 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
         }
         return fail_all(batch, e);
     }
+    let m = crate::metrics::metrics();
+    m.commit_duration.observe(began.elapsed().as_secs_f64());
+    m.commit_batch.observe(batch.len() as f64);
     for (job, outcome) in batch.into_iter().zip(outcomes) {
         job.finish(outcome);
     }
