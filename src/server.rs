@@ -76,6 +76,14 @@ impl Server {
         listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        // Before anything is served: a damaged file would otherwise start, then fail writes.
+        let began = std::time::Instant::now();
+        let store = self.runtime.client(None, None)?.store().clone();
+        if let Err(e) = store.check_integrity().await {
+            self.runtime.shutdown().await;
+            return Err(anyhow::Error::from(e).context("the default task hub's storage is damaged"));
+        }
+        tracing::debug!(took = ?began.elapsed(), "storage checked");
         let (stop, stopped) = watch::channel(false);
         let mut serving: JoinSet<anyhow::Result<()>> = JoinSet::new();
 

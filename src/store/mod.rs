@@ -449,6 +449,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Reads the store's whole structure and reports damage, so that a server refuses to start
+    /// on a damaged store rather than failing writes later. The default has nothing to check
+    /// (Azure Storage keeps its own integrity).
+    async fn check_integrity(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     // ---- change notification ----
 
     /// Instance ids whose status changed, as they change. `None` when the backend cannot push

@@ -275,6 +275,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn check_integrity(&self) -> StoreResult<()> {
+        let path = self.shared.path.clone();
+        self.shared
+            .readers
+            .run(move |conn| reads::quick_check(conn, &path))
+            .await
+    }
+
     async fn hub_exists(&self) -> StoreResult<bool> {
         self.shared
             .readers
