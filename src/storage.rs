@@ -28,6 +28,9 @@ pub enum StorageError {
     InvalidConnectionString { setting: String, message: String },
     #[error("Azure Storage connection strings are not supported by this build (built without the 'azure' feature)")]
     AzureNotSupported,
+    /// The server's own settings are wrong (not the caller's pick): a configuration error.
+    #[error("the server's storage settings are not valid: {0}")]
+    Config(String),
     /// A request named a task hub this server does not run and that is not in storage.
     #[error("the task hub '{0}' does not exist on this connection (this server runs the hubs named by its `task_hub` and `task_hubs` settings, and manages any other hub that already exists in storage)")]
     NoSuchHub(String),
@@ -172,12 +175,8 @@ impl Storage {
     #[cfg(feature = "azure")]
     fn open_azure_detached(&self, conn: &str, hub: &str) -> Result<Arc<dyn Store>, StorageError> {
         use crate::store::azure::{AzureOptions, AzureStore};
-        let opts = AzureOptions::from_env(|n| (self.env)(n)).map_err(|message| {
-            StorageError::InvalidConnectionString {
-                setting: "TASKHUB_AZURE_*".into(),
-                message,
-            }
-        })?;
+        let opts = AzureOptions::from_env(|n| (self.env)(n))
+            .map_err(|message| StorageError::Config(format!("TASKHUB_AZURE_*: {message}")))?;
         Ok(AzureStore::open(conn, hub, opts)?)
     }
 
@@ -240,5 +239,27 @@ mod tests {
             s.resolve(Some("Missing")),
             Err(StorageError::UnknownConnection(_))
         ));
+    }
+
+    /// A bad `TASKHUB_AZURE_*` setting is the server's configuration, not the caller's pick: it
+    /// is an error of the server (HTTP 500, exit code 1), not a 400 or a usage error.
+    #[cfg(feature = "azure")]
+    #[test]
+    fn a_bad_server_side_azure_setting_is_a_configuration_error() {
+        let s = Storage::with_env("AzureWebJobsStorage", Path::new("/d.db"), |n| match n {
+            "AzureWebJobsStorage" => Some("UseDevelopmentStorage=true".into()),
+            "TASKHUB_AZURE_PARTITION_COUNT" => Some("99".into()),
+            _ => None,
+        });
+        let e = s.open(None, "Hub").err().expect("refused");
+        assert!(matches!(e, StorageError::Config(_)), "{e:?}");
+        let response = axum::response::IntoResponse::into_response(
+            crate::http::error::ApiError::from(e.clone()),
+        );
+        assert_eq!(
+            response.status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(crate::cli::error::CliError::Storage(e).exit_code(), 1);
     }
 }

@@ -84,7 +84,8 @@ impl From<StorageError> for ApiError {
                 "The task hub named in the request does not exist.",
                 e.to_string(),
             )),
-            StorageError::Open(_) => Self::Internal(e.to_string()),
+            // The server's own settings or storage: never the caller's mistake.
+            StorageError::Config(_) | StorageError::Open(_) => Self::Internal(e.to_string()),
         }
     }
 }
