@@ -38,17 +38,19 @@ use prometheus_client::registry::Registry;
 /// Distinct orchestration names kept as label values; later names count as `other`.
 pub const MAX_NAMES: usize = 200;
 
+// Request labels are `&'static str`: a lookup builds its label set on the stack, with no
+// allocation, on the hottest path there is (see `http::route_label`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RequestLabels {
-    pub route: String,
-    pub method: String,
+    pub route: &'static str,
+    pub method: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RouteLabels {
-    pub route: String,
-    pub method: String,
+    pub route: &'static str,
+    pub method: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -195,19 +197,22 @@ impl Metrics {
             .inc();
     }
 
-    pub(crate) fn request(&self, route: &str, method: &str, status: u16, took: Duration) {
+    pub(crate) fn request(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        status: u16,
+        took: Duration,
+    ) {
         self.http_requests
             .get_or_create(&RequestLabels {
-                route: route.to_string(),
-                method: method.to_string(),
+                route,
+                method,
                 status,
             })
             .inc();
         self.http_duration
-            .get_or_create(&RouteLabels {
-                route: route.to_string(),
-                method: method.to_string(),
-            })
+            .get_or_create(&RouteLabels { route, method })
             .observe(took.as_secs_f64());
     }
 

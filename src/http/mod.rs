@@ -286,17 +286,40 @@ async fn count_request(req: Request, next: axum::middleware::Next) -> Response {
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().clone();
+        .map_or("unmatched", |p| route_label(p.as_str()));
+    let method = method_label(req.method());
     let began = std::time::Instant::now();
     let response = next.run(req).await;
-    crate::metrics::metrics().request(
-        &route,
-        method.as_str(),
-        response.status().as_u16(),
-        began.elapsed(),
-    );
+    crate::metrics::metrics().request(route, method, response.status().as_u16(), began.elapsed());
     response
+}
+
+/// The route template as a `'static` label: one of the documented routes (a fixed set, made
+/// once), so a request's metrics need no allocation.
+fn route_label(matched: &str) -> &'static str {
+    static ROUTES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        let mut paths: Vec<&'static str> = documented_routes()
+            .into_iter()
+            .map(|(_, path)| &*Box::leak(path.into_boxed_str()))
+            .collect();
+        paths.sort_unstable();
+        paths.dedup();
+        paths
+    });
+    ROUTES
+        .binary_search(&matched)
+        .map_or("other", |i| ROUTES[i])
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        _ => "other",
+    }
 }
 
 fn unknown_route(dialect: Dialect) -> Response {

@@ -18,6 +18,7 @@ pub const SECRET_QUERY_KEYS: &[&str] = &["code"];
 /// The longest URI the log records, in characters.
 pub const MAX_LOGGED_URI: usize = 512;
 const REDACTED: &str = "REDACTED";
+const CUT: &str = "…(cut)";
 
 type MakeSpan = fn(&Request<axum::body::Body>) -> Span;
 
@@ -36,37 +37,75 @@ fn request_span(req: &Request<axum::body::Body>) -> Span {
     tracing::info_span!(
         "request",
         method = %req.method(),
-        uri = %loggable_uri(req.uri()),
+        uri = %LoggableUri(req.uri()),
         version = ?req.version(),
     )
 }
 
-/// The URI as the log may show it.
-pub fn loggable_uri(uri: &Uri) -> String {
-    let mut out = uri.path().to_string();
-    if let Some(query) = uri.query() {
-        out.push('?');
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| {
-                let key = pair.split('=').next().unwrap_or_default();
-                let secret = SECRET_QUERY_KEYS
-                    .iter()
-                    .any(|s| key.eq_ignore_ascii_case(s));
-                if secret {
-                    format!("{key}={REDACTED}")
-                } else {
-                    pair.to_string()
+/// The URI as the log may show it. Written straight into the log line (no string is built per
+/// request: this runs for every request the server answers).
+pub struct LoggableUri<'a>(pub &'a Uri);
+
+impl std::fmt::Display for LoggableUri<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = Capped {
+            f,
+            left: MAX_LOGGED_URI,
+            cut: false,
+        };
+        out.put(self.0.path())?;
+        if let Some(query) = self.0.query() {
+            out.put("?")?;
+            for (i, pair) in query.split('&').enumerate() {
+                if i > 0 {
+                    out.put("&")?;
                 }
-            })
-            .collect();
-        out.push_str(&pairs.join("&"));
+                let key = pair.split('=').next().unwrap_or_default();
+                if SECRET_QUERY_KEYS
+                    .iter()
+                    .any(|s| key.eq_ignore_ascii_case(s))
+                {
+                    out.put(key)?;
+                    out.put("=")?;
+                    out.put(REDACTED)?;
+                } else {
+                    out.put(pair)?;
+                }
+            }
+        }
+        Ok(())
     }
-    if out.chars().count() > MAX_LOGGED_URI {
-        let cut: String = out.chars().take(MAX_LOGGED_URI).collect();
-        return format!("{cut}…(cut)");
+}
+
+/// Writes at most `left` characters, then (once) a mark that the rest was cut.
+struct Capped<'a, 'b> {
+    f: &'a mut std::fmt::Formatter<'b>,
+    left: usize,
+    cut: bool,
+}
+
+impl Capped<'_, '_> {
+    fn put(&mut self, s: &str) -> std::fmt::Result {
+        if self.cut || s.is_empty() {
+            return Ok(());
+        }
+        match s.char_indices().nth(self.left) {
+            None => {
+                self.left -= s.chars().count();
+                self.f.write_str(s)
+            }
+            Some((at, _)) => {
+                self.cut = true;
+                self.f.write_str(&s[..at])?;
+                self.f.write_str(CUT)
+            }
+        }
     }
-    out
+}
+
+/// `uri` as the log shows it (tests, and anyone who wants it as a string).
+pub fn loggable_uri(uri: &Uri) -> String {
+    LoggableUri(uri).to_string()
 }
 
 #[cfg(test)]
@@ -83,6 +122,18 @@ mod tests {
         assert_eq!(
             logged,
             "/runtime/webhooks/durabletask/instances/x?taskHub=H&CODE=REDACTED&code=REDACTED&x=code"
+        );
+    }
+
+    #[test]
+    fn a_uri_of_exactly_the_limit_is_whole_and_one_more_is_cut() {
+        let path = |n: usize| format!("/{}", "a".repeat(n - 1));
+        let exact: Uri = path(MAX_LOGGED_URI).parse().unwrap();
+        assert_eq!(loggable_uri(&exact), path(MAX_LOGGED_URI));
+        let over: Uri = format!("{}?x=1", path(MAX_LOGGED_URI)).parse().unwrap();
+        assert_eq!(
+            loggable_uri(&over),
+            format!("{}{CUT}", path(MAX_LOGGED_URI))
         );
     }
 
